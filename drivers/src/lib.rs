@@ -9,5 +9,6 @@
 extern crate alloc;
 
 pub mod addr;
+pub mod cmdline;
 pub mod devtree;
 pub mod pci;

@@ -95,3 +95,12 @@ pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
 /// aborts on panic, so it is never called.
 #[no_mangle]
 pub extern "C" fn rust_eh_personality() {}
+
+/// Precompiled `alloc` has landing pads that resume unwinding; with `panic = "abort"` no
+/// unwinding ever starts, so this is unreachable.
+#[no_mangle]
+pub extern "C" fn _Unwind_Resume() -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}

@@ -1,0 +1,58 @@
+//! The kernel command line (`/chosen/bootargs`): space-separated `key=value` words.
+//!
+//! Known keys: `test=panic` (panic on purpose), `test=dsi` (touch an invalid address),
+//! `test=program` (execute an illegal instruction). Unknown words are reported, not fatal.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// A test mode selected with `test=…`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestMode {
+    /// Panic after the report.
+    Panic,
+    /// Read from an address outside RAM (expects a storage interrupt report).
+    DataStorage,
+    /// Execute an illegal instruction (expects a program interrupt report).
+    Program,
+}
+
+/// Parsed arguments.
+#[derive(Debug, Default)]
+pub struct Args {
+    /// `test=` mode.
+    pub test: Option<TestMode>,
+    /// Words that were not understood.
+    pub unknown: Vec<String>,
+}
+
+impl Args {
+    /// Parses a command line; never fails.
+    pub fn parse(line: &str) -> Self {
+        let mut args = Args::default();
+        for word in line.split_ascii_whitespace() {
+            match word {
+                "test=panic" => args.test = Some(TestMode::Panic),
+                "test=dsi" => args.test = Some(TestMode::DataStorage),
+                "test=program" => args.test = Some(TestMode::Program),
+                other => args.unknown.push(String::from(other)),
+            }
+        }
+        args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_test_modes_and_keeps_unknown_words() {
+        let args = Args::parse("  foo test=panic bar=1 ");
+        assert_eq!(args.test, Some(TestMode::Panic));
+        assert_eq!(args.unknown, ["foo", "bar=1"]);
+        assert_eq!(Args::parse("test=dsi").test, Some(TestMode::DataStorage));
+        assert_eq!(Args::parse("test=program").test, Some(TestMode::Program));
+        assert_eq!(Args::parse("").test, None);
+    }
+}

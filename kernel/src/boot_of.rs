@@ -1,0 +1,72 @@
+//! Booting under Open Firmware (SLOF or VOF): claim memory, instantiate RTAS, flatten the tree.
+//!
+//! Facts (../shared/docs/boot-facts.md): memory must be claimed through OF while firmware is
+//! alive; RTAS is instantiated with `call-method "instantiate-rtas"` on an open `/rtas`, sized by
+//! its `rtas-size` property; there is no FDT in guest memory under VOF (and only a stale one
+//! under SLOF), so the kernel walks the OF tree and flattens it, as Linux's prom_init does.
+
+use crate::{heap, image};
+use alloc::vec::Vec;
+use arch_ppc64::of::{OfError, OpenFirmware};
+use arch_ppc64::rtas::RtasMethod;
+use drivers::devtree::of::{flatten, FlattenLimits, FlattenStats};
+
+/// What the OF boot produced.
+pub struct OfBoot {
+    /// The flattened device tree.
+    pub fdt: Vec<u8>,
+    /// Walk statistics.
+    pub stats: FlattenStats,
+    /// How to call RTAS.
+    pub rtas: RtasMethod,
+    /// RTAS region `(base, size)`.
+    pub rtas_region: (u64, u64),
+}
+
+/// A failure during the OF boot, named by the step.
+#[derive(Debug)]
+pub enum OfBootError {
+    /// Claiming the heap failed.
+    HeapClaim(OfError),
+    /// `/rtas` is missing or has no `rtas-size`.
+    NoRtasNode,
+    /// Claiming memory for RTAS failed.
+    RtasClaim(OfError),
+    /// `open("/rtas")` failed.
+    RtasOpen(OfError),
+    /// `instantiate-rtas` failed.
+    RtasInstantiate(OfError),
+    /// Flattening the tree failed.
+    Flatten(drivers::devtree::error::DtError),
+}
+
+/// Claims the heap and initialises the allocator. Must run before anything allocates.
+pub fn claim_heap(of: &OpenFirmware) -> Result<(), OfBootError> {
+    let base = of.claim(0, heap::HEAP_SIZE as u32, 1 << 20).map_err(OfBootError::HeapClaim)?;
+    // SAFETY: OF just gave us this region; nobody else will use it.
+    unsafe { heap::init(u64::from(base), heap::HEAP_SIZE) };
+    Ok(())
+}
+
+/// Instantiates RTAS and flattens the tree. After this the kernel no longer calls OF.
+pub fn boot(of: &mut OpenFirmware) -> Result<OfBoot, OfBootError> {
+    let rtas_node = of.find_device(b"/rtas").map_err(|_| OfBootError::NoRtasNode)?;
+    let rtas_size = of.property_u32(rtas_node, b"rtas-size").ok_or(OfBootError::NoRtasNode)?;
+    let rtas_size = (rtas_size + 0xfff) & !0xfff;
+    let rtas_base = of.claim(0, rtas_size, 0x1000).map_err(OfBootError::RtasClaim)?;
+    let ihandle = of.open(b"/rtas").map_err(OfBootError::RtasOpen)?;
+    let entry = of.instantiate_rtas(ihandle, rtas_base).map_err(OfBootError::RtasInstantiate)?;
+
+    let (image_start, image_end) = image::bounds();
+    let mut reservations = Vec::new();
+    reservations.push((image_start, image_end - image_start));
+    reservations.push((u64::from(rtas_base), u64::from(rtas_size)));
+    let (fdt, stats) =
+        flatten(of, &reservations, &FlattenLimits::default()).map_err(OfBootError::Flatten)?;
+    Ok(OfBoot {
+        fdt,
+        stats,
+        rtas: RtasMethod::Instantiated { base: u64::from(rtas_base), entry: u64::from(entry) },
+        rtas_region: (u64::from(rtas_base), u64::from(rtas_size)),
+    })
+}

@@ -1,0 +1,211 @@
+//! The pseries DDW unikernel: boot flow from firmware handoff to power-off.
+//!
+//! 1. `arch_ppc64` enters in 64-bit little-endian and calls [`kernel_main`].
+//! 2. Under Open Firmware: claim the heap, instantiate RTAS, flatten the OF tree into an FDT.
+//!    FDT-direct: take QEMU's FDT from r3 and call RTAS through `H_RTAS`.
+//! 3. Parse the one FDT into a [`Platform`], switch the console to its vterm, install the
+//!    exception vectors, print the report, enumerate PCI per PHB (assigning BARs where firmware
+//!    did not), and leave with `power-off` (or `ibm,os-term` on any failure).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+extern crate memfns;
+
+mod boot_fdt;
+mod boot_of;
+mod exit;
+mod heap;
+mod image;
+mod pci_config;
+mod pci_scan;
+mod report;
+
+use alloc::vec::Vec;
+use arch_ppc64::boot::{BootHandoff, EntryKind};
+use arch_ppc64::exceptions::{self, ExceptionFrame};
+use arch_ppc64::of::OpenFirmware;
+use arch_ppc64::rtas::{Rtas, RtasMethod};
+use arch_ppc64::{console, cpu, println};
+use drivers::cmdline::{Args, TestMode};
+use drivers::devtree::platform::Platform;
+
+/// Which firmware handed over control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Firmware {
+    Slof,
+    Vof,
+    FdtDirect,
+}
+
+impl Firmware {
+    fn name(self) -> &'static str {
+        match self {
+            Firmware::Slof => "slof",
+            Firmware::Vof => "vof",
+            Firmware::FdtDirect => "fdt",
+        }
+    }
+}
+
+/// The device tree and RTAS, however they were obtained.
+struct Booted {
+    firmware: Firmware,
+    fdt: &'static [u8],
+    rtas: RtasMethod,
+}
+
+#[no_mangle]
+fn kernel_main(handoff: BootHandoff) -> ! {
+    println!();
+    println!("pseries-ddw kernel {} starting (MSR {:#x})", env!("CARGO_PKG_VERSION"), handoff.msr);
+    let booted = match handoff.kind() {
+        EntryKind::OpenFirmware { entry } => boot_open_firmware(entry),
+        EntryKind::FlattenedTree { fdt } => boot_flattened_tree(fdt),
+        EntryKind::Unknown => {
+            exit::fail(format_args!("firmware handed over neither an OF entry (r5) nor an FDT (r3)"))
+        }
+    };
+    let fdt = match fdt::Fdt::new(booted.fdt) {
+        Ok(fdt) => fdt,
+        Err(e) => exit::fail(format_args!("the device tree does not parse: {e:?}")),
+    };
+    let platform = Platform::from_fdt(&fdt);
+    if let Some(vterm) = platform.vterm {
+        console::set_vterm(vterm);
+    }
+    // SAFETY: the method comes from instantiate-rtas (OF) or is QEMU's H_RTAS (FDT-direct).
+    let rtas = unsafe { Rtas::new(booted.rtas) };
+    let tokens = platform.rtas.as_ref();
+    exit::set_exit_path(exit::ExitPath {
+        rtas,
+        power_off: tokens.and_then(|t| t.token("power-off")),
+        os_term: tokens.and_then(|t| t.token("ibm,os-term")),
+    });
+    // SAFETY: firmware is no longer called (OF was left in boot_open_firmware) and the
+    // kernel lives at 0x400000, so the vector page at 0 is free.
+    if let Err(status) = unsafe { exceptions::install(fatal_exception) } {
+        exit::fail(format_args!("H_SET_MODE (little-endian interrupts) failed with status {status}"));
+    }
+    let args = Args::parse(platform.bootargs.as_deref().unwrap_or(""));
+    report_boot(&booted, &handoff, &args, &platform, &fdt);
+    pci_scan::scan_all(&platform, rtas);
+    run_test_mode(args.test);
+    let ticks = cpu::timebase().wrapping_sub(handoff.timebase);
+    kv!("boot.ticks", "{}", ticks);
+    exit::power_off()
+}
+
+fn boot_open_firmware(entry: u64) -> Booted {
+    // SAFETY: r5 at entry is the live client-interface entry (SLOF/VOF contract).
+    let mut of = unsafe { OpenFirmware::new(entry) };
+    if let Err(e) = boot_of::claim_heap(&of) {
+        exit::fail(format_args!("Open Firmware would not give the kernel a heap: {e:?}"));
+    }
+    let result = match boot_of::boot(&mut of) {
+        Ok(result) => result,
+        Err(e) => exit::fail(format_args!("Open Firmware boot step failed: {e:?}")),
+    };
+    let fdt: &'static [u8] = Vec::leak(result.fdt);
+    let is_slof = fdt::Fdt::new(fdt).ok().is_some_and(|tree| {
+        tree.find_node("/openprom")
+            .and_then(|node| node.property("model"))
+            .is_some_and(|model| model.value.starts_with(b"SLOF"))
+    });
+    let firmware = if is_slof { Firmware::Slof } else { Firmware::Vof };
+    kv!("boot.of_nodes", "{}", result.stats.nodes);
+    kv!("boot.of_properties", "{}", result.stats.properties);
+    kv!("boot.rtas_base", "{:#x}", result.rtas_region.0);
+    Booted { firmware, fdt, rtas: result.rtas }
+}
+
+fn boot_flattened_tree(addr: u64) -> Booted {
+    // SAFETY: r3 is the FDT QEMU placed in RAM for a -bios boot.
+    let blob = match unsafe { boot_fdt::fdt_blob(addr) } {
+        Ok(blob) => blob,
+        Err(e) => exit::fail(format_args!("the FDT handed over at {addr:#x} is unusable: {e:?}")),
+    };
+    if let Err(e) = boot_fdt::place_heap(blob) {
+        exit::fail(format_args!("no room for the heap: {e:?}"));
+    }
+    kv!("boot.fdt_addr", "{:#x}", addr);
+    Booted { firmware: Firmware::FdtDirect, fdt: blob, rtas: RtasMethod::QemuHcall }
+}
+
+fn report_boot(booted: &Booted, handoff: &BootHandoff, args: &Args, platform: &Platform, fdt: &fdt::Fdt<'_>) {
+    println!("== boot");
+    kv!("boot.firmware", "{}", booted.firmware.name());
+    kv!(
+        "boot.rtas",
+        "{}",
+        match booted.rtas {
+            RtasMethod::Instantiated { .. } => "instantiated",
+            RtasMethod::QemuHcall => "h-rtas",
+        }
+    );
+    if booted.rtas == RtasMethod::QemuHcall {
+        println!("  RTAS: QEMU's private H_RTAS hypercall (no firmware on the FDT-direct path)");
+    }
+    kv!("boot.bootargs", "{}", platform.bootargs.as_deref().unwrap_or(""));
+    for word in &args.unknown {
+        println!("  note: unknown kernel argument {word:?} ignored");
+    }
+    kv!("boot.fdt_bytes", "{}", booted.fdt.len());
+    kv!("boot.fdt_reservations", "{}", fdt.memory_reservations().count());
+    let (start, end) = image::bounds();
+    kv!("boot.image", "{:#x}+{:#x}", start, end - start);
+    if let Some((base, size)) = heap::region() {
+        kv!("boot.heap", "{:#x}+{:#x}", base, size);
+    }
+    kv!("boot.entry_msr", "{:#x}", handoff.msr);
+    kv!("cpu.pvr_running", "{:#010x}", cpu::pvr());
+    report::platform(platform);
+    for problem in &platform.problems {
+        kv!("dt.problem", "{}", problem);
+    }
+}
+
+fn run_test_mode(mode: Option<TestMode>) {
+    match mode {
+        None => {}
+        Some(TestMode::Panic) => panic!("test=panic: deliberate panic requested on the command line"),
+        Some(TestMode::DataStorage) => {
+            let bad = 0x7fff_ffff_fff0 as *const u64;
+            println!("test=dsi: reading {:#x}", bad as u64);
+            // SAFETY: deliberately invalid — this test mode exists to prove that a storage
+            // interrupt is reported and terminates the partition.
+            let value = unsafe { core::ptr::read_volatile(bad) };
+            exit::fail(format_args!("test=dsi: the read of {:#x} returned {value:#x} without an interrupt", bad as u64));
+        }
+        Some(TestMode::Program) => {
+            println!("test=program: executing an illegal instruction");
+            // SAFETY: deliberately traps; the program-interrupt handler never returns.
+            unsafe { core::arch::asm!(".long 0") };
+            exit::fail(format_args!("test=program: the illegal instruction did not trap"));
+        }
+    }
+}
+
+fn fatal_exception(frame: &ExceptionFrame) -> ! {
+    println!("FATAL: unexpected {} interrupt (vector {:#x})", frame.name(), frame.vector);
+    kv!("exception.vector", "{:#x}", frame.vector);
+    kv!("exception.srr0", "{:#x}", frame.srr0);
+    kv!("exception.srr1", "{:#x}", frame.srr1);
+    kv!("exception.dar", "{:#x}", frame.dar);
+    kv!("exception.dsisr", "{:#x}", frame.dsisr);
+    kv!("exception.r1", "{:#x}", frame.r1);
+    exit::fail(format_args!(
+        "{} interrupt at {:#x} (SRR1 {:#x}, DAR {:#x}, DSISR {:#x})",
+        frame.name(),
+        frame.srr0,
+        frame.srr1,
+        frame.dar,
+        frame.dsisr
+    ))
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    println!("PANIC: {info}");
+    exit::fail(format_args!("panic: {}", info.message()))
+}
