@@ -55,3 +55,29 @@ pub fn sync_icache(start: usize, len: usize) {
     // SAFETY: context synchronisation has no memory effect.
     unsafe { asm!("sync", "isync", options(nostack)) };
 }
+
+/// Loads from `addr` with data translation switched on while no translation exists (no SLB
+/// entries, no page tables): the load raises a data storage or data segment interrupt with
+/// DAR = `addr`. Exists only for the `test=dsi` self-test of the exception path.
+///
+/// # Safety
+/// The exception vectors must be installed; the interrupt handler must not return here.
+pub unsafe fn load_without_translation_tables(addr: u64) -> u64 {
+    let value: u64;
+    // SAFETY: the caller guarantees a handler that terminates; the load faults before any
+    // memory is touched, and the interrupt turns MSR[DR] off again.
+    unsafe {
+        asm!(
+            "mfmsr {tmp}",
+            "ori {tmp}, {tmp}, 0x10",
+            "mtmsrd {tmp}",
+            "isync",
+            "ld {value}, 0({addr})",
+            tmp = out(reg) _,
+            value = out(reg) value,
+            addr = in(reg) addr,
+            options(nostack)
+        );
+    }
+    value
+}

@@ -170,12 +170,13 @@ fn run_test_mode(mode: Option<TestMode>) {
         None => {}
         Some(TestMode::Panic) => panic!("test=panic: deliberate panic requested on the command line"),
         Some(TestMode::DataStorage) => {
-            let bad = 0x7fff_ffff_fff0 as *const u64;
-            println!("test=dsi: reading {:#x}", bad as u64);
-            // SAFETY: deliberately invalid — this test mode exists to prove that a storage
-            // interrupt is reported and terminates the partition.
-            let value = unsafe { core::ptr::read_volatile(bad) };
-            exit::fail(format_args!("test=dsi: the read of {:#x} returned {value:#x} without an interrupt", bad as u64));
+            // Real-mode reads outside RAM return 0 under QEMU instead of faulting, so the
+            // invalid access is made with translation on and no translations present.
+            let bad = 0x0bad_0000_dead_0000u64;
+            println!("test=dsi: loading from unmapped address {bad:#x} with data translation on");
+            // SAFETY: the vectors are installed and fatal_exception never returns.
+            let value = unsafe { cpu::load_without_translation_tables(bad) };
+            exit::fail(format_args!("test=dsi: the load of {bad:#x} returned {value:#x} without an interrupt"));
         }
         Some(TestMode::Program) => {
             println!("test=program: executing an illegal instruction");

@@ -27,7 +27,10 @@ pub const MAX_EXTENDED_CAPABILITIES: usize = 960;
 const FIRST_CAPABILITY_OFFSET: u8 = 0x40;
 
 macro_rules! capability_kinds {
-    ($(#[$meta:meta])* $name:ident($raw:ty) { $($variant:ident = $id:literal, $text:literal, $doc:literal;)* }) => {
+    (
+        $(#[$meta:meta])*
+        $name:ident($raw:ty) { $($variant:ident = $id:literal, $text:literal, $doc:literal;)* }
+    ) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum $name {

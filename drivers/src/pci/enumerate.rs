@@ -18,8 +18,9 @@ use alloc::{collections::VecDeque, format, vec::Vec};
 use super::bar::probe_bars;
 use super::bdf::{Bdf, DEVICES_PER_BUS, FUNCTIONS_PER_DEVICE};
 use super::cap_info::{read_msix, read_sriov};
-use super::caps::ExtCapabilityKind;
-use super::caps::{walk_capabilities, walk_extended_capabilities, CapabilityKind};
+use super::caps::{
+    walk_capabilities, walk_extended_capabilities, CapabilityKind, ExtCapabilityKind,
+};
 use super::config::{ConfigAccess, ConfigError};
 use super::error::PciError;
 use super::function::Function;

@@ -1,8 +1,8 @@
 //! PCI enumeration over an abstract configuration-space accessor (RTAS `ibm,read-pci-config`
 //! in the kernel, a fake config space in host tests).
 //!
-//! [`enumerate`] walks the root bus (and bridges below it) into [`Function`]s with decoded BARs
-//! and capabilities; [`assign_bars`] gives unassigned root-bus BARs addresses inside the PHB
+//! [`enumerate()`] walks the root bus (and bridges below it) into [`Function`]s with decoded BARs
+//! and capabilities; [`assign_bars()`] gives unassigned root-bus BARs addresses inside the PHB
 //! windows and enables decode and bus mastering. Facts: `../shared/docs/papr-ddw-facts.md` §2.7.
 
 pub mod assign;
