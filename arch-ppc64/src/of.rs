@@ -175,7 +175,8 @@ impl OfTree for OpenFirmware {
         previous: &str,
         buf: &mut [u8; 64],
     ) -> Result<Option<usize>, DtError> {
-        let prev = CName::new(previous.as_bytes()).map_err(|_| DtError::Malformed("property name too long"))?;
+        let prev =
+            CName::new(previous.as_bytes()).map_err(|_| DtError::Malformed("property name too long"))?;
         *buf = [0; 64];
         let mut rets = [0u32; 1];
         self.call(b"nextprop", &[node, prev.addr(), buf.as_mut_ptr() as u32], &mut rets)

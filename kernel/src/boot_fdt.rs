@@ -24,6 +24,19 @@ pub enum FdtBootError {
     NoHeapRoom,
 }
 
+impl core::fmt::Display for FdtBootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FdtBootError::BadMagic(m) => write!(f, "bad FDT magic {m:#x} (expected {FDT_MAGIC:#x})"),
+            FdtBootError::BadSize(n) => write!(f, "FDT totalsize {n} is outside 40..={MAX_FDT_SIZE}"),
+            FdtBootError::Parse(e) => write!(f, "the fdt crate rejected the blob: {e:?}"),
+            FdtBootError::NoHeapRoom => {
+                write!(f, "no heap placement avoids the kernel, the FDT and its reservations")
+            }
+        }
+    }
+}
+
 /// Borrows the FDT at physical address `addr` after checking its header.
 ///
 /// # Safety

@@ -40,6 +40,21 @@ pub enum OfBootError {
     Flatten(drivers::devtree::error::DtError),
 }
 
+impl core::fmt::Display for OfBootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            OfBootError::HeapClaim(e) => {
+                write!(f, "OF claim of the {} MiB heap failed ({e:?})", heap::HEAP_SIZE >> 20)
+            }
+            OfBootError::NoRtasNode => write!(f, "OF has no /rtas node with an rtas-size property"),
+            OfBootError::RtasClaim(e) => write!(f, "OF claim of memory for RTAS failed ({e:?})"),
+            OfBootError::RtasOpen(e) => write!(f, "OF open(\"/rtas\") failed ({e:?})"),
+            OfBootError::RtasInstantiate(e) => write!(f, "OF call-method instantiate-rtas failed ({e:?})"),
+            OfBootError::Flatten(e) => write!(f, "flattening the OF device tree failed: {e}"),
+        }
+    }
+}
+
 /// Claims the heap and initialises the allocator. Must run before anything allocates.
 pub fn claim_heap(of: &OpenFirmware) -> Result<(), OfBootError> {
     let base = of.claim(0, heap::HEAP_SIZE as u32, 1 << 20).map_err(OfBootError::HeapClaim)?;
@@ -58,11 +73,9 @@ pub fn boot(of: &mut OpenFirmware) -> Result<OfBoot, OfBootError> {
     let entry = of.instantiate_rtas(ihandle, rtas_base).map_err(OfBootError::RtasInstantiate)?;
 
     let (image_start, image_end) = image::bounds();
-    let mut reservations = Vec::new();
-    reservations.push((image_start, image_end - image_start));
-    reservations.push((u64::from(rtas_base), u64::from(rtas_size)));
-    let (fdt, stats) =
-        flatten(of, &reservations, &FlattenLimits::default()).map_err(OfBootError::Flatten)?;
+    let reservations =
+        alloc::vec![(image_start, image_end - image_start), (u64::from(rtas_base), u64::from(rtas_size))];
+    let (fdt, stats) = flatten(of, &reservations, &FlattenLimits::default()).map_err(OfBootError::Flatten)?;
     Ok(OfBoot {
         fdt,
         stats,

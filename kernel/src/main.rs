@@ -100,11 +100,11 @@ fn boot_open_firmware(entry: u64) -> Booted {
     // SAFETY: r5 at entry is the live client-interface entry (SLOF/VOF contract).
     let mut of = unsafe { OpenFirmware::new(entry) };
     if let Err(e) = boot_of::claim_heap(&of) {
-        exit::fail(format_args!("Open Firmware would not give the kernel a heap: {e:?}"));
+        exit::fail(format_args!("Open Firmware would not give the kernel a heap: {e}"));
     }
     let result = match boot_of::boot(&mut of) {
         Ok(result) => result,
-        Err(e) => exit::fail(format_args!("Open Firmware boot step failed: {e:?}")),
+        Err(e) => exit::fail(format_args!("Open Firmware boot step failed: {e}")),
     };
     let fdt: &'static [u8] = Vec::leak(result.fdt);
     let is_slof = fdt::Fdt::new(fdt).ok().is_some_and(|tree| {
@@ -123,10 +123,10 @@ fn boot_flattened_tree(addr: u64) -> Booted {
     // SAFETY: r3 is the FDT QEMU placed in RAM for a -bios boot.
     let blob = match unsafe { boot_fdt::fdt_blob(addr) } {
         Ok(blob) => blob,
-        Err(e) => exit::fail(format_args!("the FDT handed over at {addr:#x} is unusable: {e:?}")),
+        Err(e) => exit::fail(format_args!("the FDT handed over at {addr:#x} is unusable: {e}")),
     };
     if let Err(e) = boot_fdt::place_heap(blob) {
-        exit::fail(format_args!("no room for the heap: {e:?}"));
+        exit::fail(format_args!("no room for the heap: {e}"));
     }
     kv!("boot.fdt_addr", "{:#x}", addr);
     Booted { firmware: Firmware::FdtDirect, fdt: blob, rtas: RtasMethod::QemuHcall }
@@ -176,7 +176,9 @@ fn run_test_mode(mode: Option<TestMode>) {
             println!("test=dsi: loading from unmapped address {bad:#x} with data translation on");
             // SAFETY: the vectors are installed and fatal_exception never returns.
             let value = unsafe { cpu::load_without_translation_tables(bad) };
-            exit::fail(format_args!("test=dsi: the load of {bad:#x} returned {value:#x} without an interrupt"));
+            exit::fail(format_args!(
+                "test=dsi: the load of {bad:#x} returned {value:#x} without an interrupt"
+            ));
         }
         Some(TestMode::Program) => {
             println!("test=program: executing an illegal instruction");

@@ -56,7 +56,8 @@ impl ConfigAccess for RtasConfigSpace {
     }
 
     fn write(&mut self, bdf: Bdf, offset: u16, width: Width, value: u32) -> Result<(), ConfigError> {
-        let args = [bdf.config_addr(offset), (self.buid >> 32) as u32, self.buid as u32, Self::size(width), value];
+        let args =
+            [bdf.config_addr(offset), (self.buid >> 32) as u32, self.buid as u32, Self::size(width), value];
         self.calls += 1;
         let status = self
             .rtas

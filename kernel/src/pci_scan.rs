@@ -58,11 +58,18 @@ fn scan_phb(index: usize, phb: &PhbInfo, mut cfg: crate::pci_config::RtasConfigS
         report::function(index, phb, function, &assignments);
     }
     for node in &phb.children {
-        let found = functions.iter().any(|f| {
-            f.bdf.bus == node.bus && f.bdf.device == node.device && f.bdf.function == node.function
-        });
+        let found = functions
+            .iter()
+            .any(|f| f.bdf.bus == node.bus && f.bdf.device == node.device && f.bdf.function == node.function);
         if !found {
-            kv!(alloc::format!("phb.{index}.dt_only"), "{} ({:02x}:{:02x}.{})", node.name, node.bus, node.device, node.function);
+            kv!(
+                alloc::format!("phb.{index}.dt_only"),
+                "{} ({:02x}:{:02x}.{})",
+                node.name,
+                node.bus,
+                node.device,
+                node.function
+            );
         }
     }
     kv!(alloc::format!("phb.{index}.config_calls"), "{}", cfg.calls);

@@ -161,12 +161,21 @@ pub fn function(phb_index: usize, phb: &PhbInfo, function: &Function, assignment
         );
     }
     if let Some(msix) = &function.msix {
-        kv!(key("msix"), "table_size={},bar={},offset={:#x}", msix.table_size, msix.table_bar, msix.table_offset);
+        kv!(
+            key("msix"),
+            "table_size={},bar={},offset={:#x}",
+            msix.table_size,
+            msix.table_bar,
+            msix.table_offset
+        );
     }
     if let Some(sriov) = &function.sriov {
         kv!(key("sriov"), "total_vfs={},vf_device={:#06x}", sriov.total_vfs, sriov.vf_device_id);
     }
-    let dt = phb.children.iter().find(|n| n.bus == bdf.bus && n.device == bdf.device && n.function == bdf.function);
+    let dt = phb
+        .children
+        .iter()
+        .find(|n| n.bus == bdf.bus && n.device == bdf.device && n.function == bdf.function);
     let verdict = match dt {
         None => "missing",
         Some(node)

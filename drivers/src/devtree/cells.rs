@@ -38,23 +38,16 @@ impl<'a> CellReader<'a> {
                 expected: "a multiple of 4 bytes (whole cells)",
             });
         }
-        Ok(Self {
-            prop,
-            rest: bytes,
-            total_len: bytes.len(),
-        })
+        Ok(Self { prop, rest: bytes, total_len: bytes.len() })
     }
 
     /// Reads one cell.
     pub fn read_u32(&mut self) -> Result<u32, DtError> {
-        let (head, tail) =
-            self.rest
-                .split_first_chunk::<CELL_BYTES>()
-                .ok_or(DtError::BadLength {
-                    prop: self.prop,
-                    len: self.total_len,
-                    expected: "more cells than are present",
-                })?;
+        let (head, tail) = self.rest.split_first_chunk::<CELL_BYTES>().ok_or(DtError::BadLength {
+            prop: self.prop,
+            len: self.total_len,
+            expected: "more cells than are present",
+        })?;
         self.rest = tail;
         Ok(u32::from_be_bytes(*head))
     }
@@ -90,10 +83,8 @@ impl<'a> CellReader<'a> {
 
     /// Skips `count` cells (reserved fields).
     pub fn skip_cells(&mut self, count: usize) -> Result<(), DtError> {
-        let bytes = count
-            .checked_mul(CELL_BYTES)
-            .filter(|n| *n <= self.rest.len())
-            .ok_or(DtError::BadLength {
+        let bytes =
+            count.checked_mul(CELL_BYTES).filter(|n| *n <= self.rest.len()).ok_or(DtError::BadLength {
                 prop: self.prop,
                 len: self.total_len,
                 expected: "more cells than are present",
@@ -117,10 +108,7 @@ impl<'a> CellReader<'a> {
 pub fn check_cell_count(prop: &'static str, count: u32) -> Result<(), DtError> {
     match count {
         1 | 2 => Ok(()),
-        _ => Err(DtError::BadValue {
-            prop,
-            why: "cell count must be 1 or 2 to fit in 64 bits",
-        }),
+        _ => Err(DtError::BadValue { prop, why: "cell count must be 1 or 2 to fit in 64 bits" }),
     }
 }
 
@@ -129,16 +117,9 @@ pub fn entry_count(prop: &'static str, bytes: &[u8], entry_cells: usize) -> Resu
     let entry_bytes = entry_cells
         .checked_mul(CELL_BYTES)
         .filter(|n| *n > 0)
-        .ok_or(DtError::BadValue {
-            prop,
-            why: "entry size in cells is zero or too large",
-        })?;
+        .ok_or(DtError::BadValue { prop, why: "entry size in cells is zero or too large" })?;
     if !bytes.len().is_multiple_of(entry_bytes) {
-        return Err(DtError::BadLength {
-            prop,
-            len: bytes.len(),
-            expected: "a whole number of entries",
-        });
+        return Err(DtError::BadLength { prop, len: bytes.len(), expected: "a whole number of entries" });
     }
     Ok(bytes.len() / entry_bytes)
 }
@@ -160,22 +141,14 @@ pub fn be_u32_or_u64(prop: &'static str, bytes: &[u8]) -> Result<u64, DtError> {
             let mut reader = CellReader::new(prop, bytes)?;
             reader.read_cells((bytes.len() / CELL_BYTES) as u32)
         }
-        len => Err(DtError::BadLength {
-            prop,
-            len,
-            expected: "4 or 8 bytes (one or two cells)",
-        }),
+        len => Err(DtError::BadLength { prop, len, expected: "4 or 8 bytes (one or two cells)" }),
     }
 }
 
 /// Splits a NUL-separated string list. Empty entries and entries that are not valid UTF-8 are
 /// skipped, so a trailing NUL (or a missing one) makes no difference.
 pub fn string_list(bytes: &[u8]) -> Vec<&str> {
-    bytes
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| core::str::from_utf8(s).ok())
-        .collect()
+    bytes.split(|b| *b == 0).filter(|s| !s.is_empty()).filter_map(|s| core::str::from_utf8(s).ok()).collect()
 }
 
 /// A property holding one string. Trailing NULs are trimmed (a missing terminator is tolerated);
@@ -184,15 +157,9 @@ pub fn single_string<'a>(prop: &'static str, bytes: &'a [u8]) -> Result<&'a str,
     let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
     let trimmed = bytes.get(..end).unwrap_or_default();
     if trimmed.contains(&0) {
-        return Err(DtError::BadValue {
-            prop,
-            why: "holds more than one string",
-        });
+        return Err(DtError::BadValue { prop, why: "holds more than one string" });
     }
-    core::str::from_utf8(trimmed).map_err(|_| DtError::BadValue {
-        prop,
-        why: "not valid UTF-8",
-    })
+    core::str::from_utf8(trimmed).map_err(|_| DtError::BadValue { prop, why: "not valid UTF-8" })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,10 +178,7 @@ impl CellCounts {
     /// What to assume on a pseries root that lacks the properties. The Devicetree Specification
     /// default is 2/1, but QEMU `spapr_build_fdt` always writes 2/2 and every pseries address and
     /// size is 64-bit, so 2/2 is the useful fallback here.
-    pub const PSERIES_ROOT: CellCounts = CellCounts {
-        address: 2,
-        size: 2,
-    };
+    pub const PSERIES_ROOT: CellCounts = CellCounts { address: 2, size: 2 };
 }
 
 /// The raw value of property `name` on `node`, if present.
@@ -258,10 +222,7 @@ mod tests {
 
     #[test]
     fn reader_rejects_misaligned_and_bad_counts() {
-        assert!(matches!(
-            CellReader::new("p", &[0; 7]),
-            Err(DtError::BadLength { len: 7, .. })
-        ));
+        assert!(matches!(CellReader::new("p", &[0; 7]), Err(DtError::BadLength { len: 7, .. })));
         let mut r = CellReader::new("p", &[0; 12]).unwrap();
         assert!(r.read_cells(0).is_err());
         assert!(r.read_cells(3).is_err());
@@ -279,10 +240,7 @@ mod tests {
         assert_eq!(be_u32("p", &[0, 0, 0x20, 0x03]), Ok(0x2003));
         assert!(be_u32("p", &[0, 0, 0x20]).is_err());
         assert!(be_u32("p", &[0; 8]).is_err());
-        assert_eq!(
-            be_u32_or_u64("p", &[0x1e, 0x84, 0x80, 0x00]),
-            Ok(512_000_000)
-        );
+        assert_eq!(be_u32_or_u64("p", &[0x1e, 0x84, 0x80, 0x00]), Ok(512_000_000));
         assert_eq!(be_u32_or_u64("p", &[0, 0, 0, 1, 0, 0, 0, 0]), Ok(1 << 32));
         assert!(be_u32_or_u64("p", &[0; 12]).is_err());
         assert!(be_u32_or_u64("p", &[0; 6]).is_err());
@@ -294,10 +252,7 @@ mod tests {
 
     #[test]
     fn strings() {
-        assert_eq!(
-            string_list(b"hcall-tce\0hcall-multi-tce\0"),
-            ["hcall-tce", "hcall-multi-tce"]
-        );
+        assert_eq!(string_list(b"hcall-tce\0hcall-multi-tce\0"), ["hcall-tce", "hcall-multi-tce"]);
         assert_eq!(string_list(b"a\0\xff\xfe\0b"), ["a", "b"]);
         assert!(string_list(b"").is_empty());
         assert_eq!(single_string("p", b"console=hvc0\0"), Ok("console=hvc0"));

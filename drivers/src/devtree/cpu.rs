@@ -33,10 +33,7 @@ pub fn parse_pvr(bytes: &[u8]) -> Result<u32, DtError> {
 /// Parses a one- or two-cell frequency property named `prop`, rejecting 0 Hz.
 pub fn parse_frequency(prop: &'static str, bytes: &[u8]) -> Result<u64, DtError> {
     match be_u32_or_u64(prop, bytes)? {
-        0 => Err(DtError::BadValue {
-            prop,
-            why: "frequency is zero",
-        }),
+        0 => Err(DtError::BadValue { prop, why: "frequency is zero" }),
         hz => Ok(hz),
     }
 }
@@ -44,21 +41,14 @@ pub fn parse_frequency(prop: &'static str, bytes: &[u8]) -> Result<u64, DtError>
 /// Reads `/cpus`. A missing `/cpus` or a malformed property of the first CPU node is an error;
 /// missing properties are `None`.
 pub fn cpu_info(fdt: &Fdt<'_>) -> Result<CpuInfo, DtError> {
-    let cpus = fdt
-        .find_node("/cpus")
-        .ok_or(DtError::Malformed("no /cpus node"))?;
+    let cpus = fdt.find_node("/cpus").ok_or(DtError::Malformed("no /cpus node"))?;
     let mut info = CpuInfo::default();
-    for node in cpus
-        .children()
-        .filter(|n| cells::has_device_type(*n, "cpu"))
-    {
+    for node in cpus.children().filter(|n| cells::has_device_type(*n, "cpu")) {
         info.count += 1;
         if info.count > 1 {
             continue;
         }
-        info.pvr = cells::prop(node, "cpu-version")
-            .map(parse_pvr)
-            .transpose()?;
+        info.pvr = cells::prop(node, "cpu-version").map(parse_pvr).transpose()?;
         info.timebase_hz = cells::prop(node, "timebase-frequency")
             .map(|b| parse_frequency("timebase-frequency", b))
             .transpose()?;
@@ -84,10 +74,7 @@ mod tests {
     #[test]
     fn frequencies() {
         let one_cell = 512_000_000u32.to_be_bytes();
-        assert_eq!(
-            parse_frequency("timebase-frequency", &one_cell),
-            Ok(512_000_000)
-        );
+        assert_eq!(parse_frequency("timebase-frequency", &one_cell), Ok(512_000_000));
         let two_cells = [0, 0, 0, 1, 0, 0, 0, 0];
         assert_eq!(parse_frequency("clock-frequency", &two_cells), Ok(1 << 32));
         assert!(parse_frequency("timebase-frequency", &[0; 4]).is_err());
@@ -120,17 +107,10 @@ mod tests {
 
     #[test]
     fn cpus_node() {
-        let blob = tree(&[
-            ("cpu-version", &[0x004e_1202]),
-            ("timebase-frequency", &[0, 512_000_000]),
-        ]);
+        let blob = tree(&[("cpu-version", &[0x004e_1202]), ("timebase-frequency", &[0, 512_000_000])]);
         let info = cpu_info(&Fdt::new(&blob).unwrap()).unwrap();
-        let expected = CpuInfo {
-            count: 2,
-            pvr: Some(0x004e_1202),
-            timebase_hz: Some(512_000_000),
-            clock_hz: None,
-        };
+        let expected =
+            CpuInfo { count: 2, pvr: Some(0x004e_1202), timebase_hz: Some(512_000_000), clock_hz: None };
         assert_eq!(info, expected);
         let bad = tree(&[("cpu-version", &[0x004e, 0x1202])]);
         assert!(cpu_info(&Fdt::new(&bad).unwrap()).is_err());

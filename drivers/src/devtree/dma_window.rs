@@ -35,26 +35,15 @@ pub struct DmaWindowProp {
 /// whole number of (LIOBN, address, size) entries; the first is returned. Address cells may also
 /// be 3 (a PCI address, when the count fell back to a PCI node's `#address-cells`): phys.hi is
 /// then dropped, as Linux `of_read_number` does.
-pub fn parse_dma_window(
-    bytes: &[u8],
-    address_cells: u32,
-    size_cells: u32,
-) -> Result<DmaWindowProp, DtError> {
+pub fn parse_dma_window(bytes: &[u8], address_cells: u32, size_cells: u32) -> Result<DmaWindowProp, DtError> {
     const PROP: &str = "ibm,dma-window";
     if !(1..=3).contains(&address_cells) {
-        return Err(DtError::BadValue {
-            prop: PROP,
-            why: "DMA address must take 1 to 3 cells",
-        });
+        return Err(DtError::BadValue { prop: PROP, why: "DMA address must take 1 to 3 cells" });
     }
     check_cell_count("ibm,#dma-size-cells", size_cells)?;
     let entry_cells = 1 + (address_cells + size_cells) as usize;
     if entry_count(PROP, bytes, entry_cells)? == 0 {
-        return Err(DtError::BadLength {
-            prop: PROP,
-            len: 0,
-            expected: "at least one window",
-        });
+        return Err(DtError::BadLength { prop: PROP, len: 0, expected: "at least one window" });
     }
     let mut reader = CellReader::new(PROP, bytes)?;
     let liobn = Liobn(reader.read_u32()?);
@@ -66,22 +55,12 @@ pub fn parse_dma_window(
     };
     let size = reader.read_cells(size_cells)?;
     if size == 0 {
-        return Err(DtError::BadValue {
-            prop: PROP,
-            why: "window size is zero",
-        });
+        return Err(DtError::BadValue { prop: PROP, why: "window size is zero" });
     }
     if bus_addr.checked_add(size).is_none() {
-        return Err(DtError::BadValue {
-            prop: PROP,
-            why: "window runs past 2^64",
-        });
+        return Err(DtError::BadValue { prop: PROP, why: "window runs past 2^64" });
     }
-    Ok(DmaWindowProp {
-        liobn,
-        bus_addr: BusAddr(bus_addr),
-        size,
-    })
+    Ok(DmaWindowProp { liobn, bus_addr: BusAddr(bus_addr), size })
 }
 
 /// RTAS tokens of the DDW calls from `ibm,ddw-applicable`.
@@ -106,11 +85,7 @@ pub fn parse_ddw_applicable(bytes: &[u8]) -> Result<DdwApplicable, DtError> {
             expected: "at least 12 bytes (3 tokens)",
         });
     }
-    Ok(DdwApplicable {
-        query: reader.read_u32()?,
-        create: reader.read_u32()?,
-        remove: reader.read_u32()?,
-    })
+    Ok(DdwApplicable { query: reader.read_u32()?, create: reader.read_u32()?, remove: reader.read_u32()? })
 }
 
 /// `ibm,ddw-extensions` as raw cells, cell 0 being the number of extensions that follow.
@@ -181,26 +156,16 @@ mod tests {
     #[test]
     fn dma_window_qemu_default() {
         let prop = be(&[0x8000_0000, 0, 0, 0, 0x4000_0000]);
-        let window = DmaWindowProp {
-            liobn: Liobn(0x8000_0000),
-            bus_addr: BusAddr(0),
-            size: 0x4000_0000,
-        };
+        let window = DmaWindowProp { liobn: Liobn(0x8000_0000), bus_addr: BusAddr(0), size: 0x4000_0000 };
         assert_eq!(parse_dma_window(&prop, 2, 2), Ok(window));
         // Two windows: the first is returned.
         let two = be(&[0x8000_0000, 0, 0, 0, 0x4000_0000, 0x8000_0001, 0, 0, 0, 1]);
         assert_eq!(parse_dma_window(&two, 2, 2), Ok(window));
         // 1/1 cells, and a 3-cell PCI address whose phys.hi is dropped.
         let small = be(&[7, 0x1000, 0x2000]);
-        assert_eq!(
-            parse_dma_window(&small, 1, 1).map(|w| w.bus_addr),
-            Ok(BusAddr(0x1000))
-        );
+        assert_eq!(parse_dma_window(&small, 1, 1).map(|w| w.bus_addr), Ok(BusAddr(0x1000)));
         let pci = be(&[7, 0x0200_0000, 1, 0, 0, 0x2000]);
-        assert_eq!(
-            parse_dma_window(&pci, 3, 2).map(|w| w.bus_addr),
-            Ok(BusAddr(1 << 32))
-        );
+        assert_eq!(parse_dma_window(&pci, 3, 2).map(|w| w.bus_addr), Ok(BusAddr(1 << 32)));
     }
 
     #[test]
@@ -219,19 +184,9 @@ mod tests {
 
     #[test]
     fn ddw_applicable() {
-        let tokens = DdwApplicable {
-            query: 0x2026,
-            create: 0x2027,
-            remove: 0x2028,
-        };
-        assert_eq!(
-            parse_ddw_applicable(&be(&[0x2026, 0x2027, 0x2028])),
-            Ok(tokens)
-        );
-        assert_eq!(
-            parse_ddw_applicable(&be(&[0x2026, 0x2027, 0x2028, 9])),
-            Ok(tokens)
-        );
+        let tokens = DdwApplicable { query: 0x2026, create: 0x2027, remove: 0x2028 };
+        assert_eq!(parse_ddw_applicable(&be(&[0x2026, 0x2027, 0x2028])), Ok(tokens));
+        assert_eq!(parse_ddw_applicable(&be(&[0x2026, 0x2027, 0x2028, 9])), Ok(tokens));
         assert!(parse_ddw_applicable(&be(&[0x2026, 0x2027])).is_err());
         assert!(parse_ddw_applicable(&[0; 13]).is_err());
         assert!(parse_ddw_applicable(&[]).is_err());
@@ -249,10 +204,7 @@ mod tests {
         assert!(!qemu_70.query_outputs_64bit());
         // Short list: count says 3, only 1 present.
         let short = DdwExtensions::parse(&be(&[3, 0x2029])).unwrap();
-        assert_eq!(
-            (short.reset_token(), short.query_outputs_64bit()),
-            (Some(0x2029), false)
-        );
+        assert_eq!((short.reset_token(), short.query_outputs_64bit()), (Some(0x2029), false));
         // Extras past the count are ignored.
         let extra = DdwExtensions::parse(&be(&[1, 0x2029, 1])).unwrap();
         assert!(!extra.query_outputs_64bit());

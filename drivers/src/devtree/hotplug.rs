@@ -54,20 +54,14 @@ pub fn parse_lmb_size(bytes: &[u8]) -> Result<u64, DtError> {
     }
     let size = CellReader::new("ibm,lmb-size", bytes)?.read_u64()?;
     if size == 0 {
-        return Err(DtError::BadValue {
-            prop: "ibm,lmb-size",
-            why: "LMB size is zero",
-        });
+        return Err(DtError::BadValue { prop: "ibm,lmb-size", why: "LMB size is zero" });
     }
     Ok(size)
 }
 
 /// Splits a drconf property into its leading count and a reader over exactly that many 6-cell
 /// entries; a count that disagrees with the length either way is an error.
-fn drconf_entries<'a>(
-    prop: &'static str,
-    bytes: &'a [u8],
-) -> Result<(u32, CellReader<'a>), DtError> {
+fn drconf_entries<'a>(prop: &'static str, bytes: &'a [u8]) -> Result<(u32, CellReader<'a>), DtError> {
     let mut reader = CellReader::new(prop, bytes)?;
     let count = reader.read_u32()?;
     let needed = (count as usize).checked_mul(DRCONF_ENTRY_CELLS);
@@ -89,10 +83,8 @@ pub fn dynamic_memory_v1_end(bytes: &[u8], lmb_size: u64) -> Result<Option<u64>,
     for _ in 0..count {
         let base = reader.read_u64()?;
         reader.skip_cells(4)?; // drc-index, reserved, assoc-index, flags
-        let end = base.checked_add(lmb_size).ok_or(DtError::BadValue {
-            prop: PROP,
-            why: "LMB runs past 2^64",
-        })?;
+        let end =
+            base.checked_add(lmb_size).ok_or(DtError::BadValue { prop: PROP, why: "LMB runs past 2^64" })?;
         highest = highest.max(Some(end));
     }
     Ok(highest)
@@ -110,10 +102,7 @@ pub fn dynamic_memory_v2_end(bytes: &[u8], lmb_size: u64) -> Result<Option<u64>,
         let end = lmb_size
             .checked_mul(u64::from(lmbs))
             .and_then(|len| base.checked_add(len))
-            .ok_or(DtError::BadValue {
-                prop: PROP,
-                why: "LMB run runs past 2^64",
-            })?;
+            .ok_or(DtError::BadValue { prop: PROP, why: "LMB run runs past 2^64" })?;
         highest = highest.max(Some(end));
     }
     Ok(highest)
@@ -123,11 +112,7 @@ pub fn dynamic_memory_v2_end(bytes: &[u8], lmb_size: u64) -> Result<Option<u64>,
 pub fn parse_lrdr_capacity(bytes: &[u8]) -> Result<Option<HotplugMemory>, DtError> {
     const PROP: &str = "ibm,lrdr-capacity";
     if bytes.len() != 20 {
-        return Err(DtError::BadLength {
-            prop: PROP,
-            len: bytes.len(),
-            expected: "20 bytes (5 cells)",
-        });
+        return Err(DtError::BadLength { prop: PROP, len: bytes.len(), expected: "20 bytes (5 cells)" });
     }
     let mut reader = CellReader::new(PROP, bytes)?;
     let max_addr = reader.read_u64()?;
@@ -136,26 +121,17 @@ pub fn parse_lrdr_capacity(bytes: &[u8]) -> Result<Option<HotplugMemory>, DtErro
         return Ok(None);
     }
     if lmb_size == 0 {
-        return Err(DtError::BadValue {
-            prop: PROP,
-            why: "LMB size is zero",
-        });
+        return Err(DtError::BadValue { prop: PROP, why: "LMB size is zero" });
     }
-    Ok(Some(HotplugMemory {
-        max_addr,
-        lmb_size,
-        source: HotplugSource::LrdrCapacity,
-    }))
+    Ok(Some(HotplugMemory { max_addr, lmb_size, source: HotplugSource::LrdrCapacity }))
 }
 
 /// The hot-plug memory limit: from [`DRCONF_PATH`] (v2 preferred, as Linux does) when it lists
 /// any LMB, else from `/rtas/ibm,lrdr-capacity`; `None` when neither describes device memory.
 pub fn hotplug_memory(fdt: &Fdt<'_>) -> Result<Option<HotplugMemory>, DtError> {
     if let Some(node) = fdt.find_node(DRCONF_PATH) {
-        let lmb_bytes = cells::prop(node, "ibm,lmb-size").ok_or(DtError::Missing {
-            node: DRCONF_PATH,
-            prop: "ibm,lmb-size",
-        })?;
+        let lmb_bytes = cells::prop(node, "ibm,lmb-size")
+            .ok_or(DtError::Missing { node: DRCONF_PATH, prop: "ibm,lmb-size" })?;
         let lmb_size = parse_lmb_size(lmb_bytes)?;
         let found = if let Some(v2) = cells::prop(node, "ibm,dynamic-memory-v2") {
             dynamic_memory_v2_end(v2, lmb_size)?.map(|end| (end, HotplugSource::DynamicMemoryV2))
@@ -165,17 +141,10 @@ pub fn hotplug_memory(fdt: &Fdt<'_>) -> Result<Option<HotplugMemory>, DtError> {
             None
         };
         if let Some((max_addr, source)) = found {
-            return Ok(Some(HotplugMemory {
-                max_addr,
-                lmb_size,
-                source,
-            }));
+            return Ok(Some(HotplugMemory { max_addr, lmb_size, source }));
         }
     }
-    match fdt
-        .find_node("/rtas")
-        .and_then(|rtas| cells::prop(rtas, "ibm,lrdr-capacity"))
-    {
+    match fdt.find_node("/rtas").and_then(|rtas| cells::prop(rtas, "ibm,lrdr-capacity")) {
         Some(bytes) => parse_lrdr_capacity(bytes),
         None => Ok(None),
     }
@@ -226,16 +195,10 @@ mod tests {
     #[test]
     fn lrdr_capacity() {
         let prop = be(&[0x1, 0, 0, 0x1000_0000, 4]);
-        let expected = HotplugMemory {
-            max_addr: 1 << 32,
-            lmb_size: 0x1000_0000,
-            source: HotplugSource::LrdrCapacity,
-        };
+        let expected =
+            HotplugMemory { max_addr: 1 << 32, lmb_size: 0x1000_0000, source: HotplugSource::LrdrCapacity };
         assert_eq!(parse_lrdr_capacity(&prop), Ok(Some(expected)));
-        assert_eq!(
-            parse_lrdr_capacity(&be(&[0, 0, 0, 0x1000_0000, 4])),
-            Ok(None)
-        );
+        assert_eq!(parse_lrdr_capacity(&be(&[0, 0, 0, 0x1000_0000, 4])), Ok(None));
         assert!(parse_lrdr_capacity(&prop[..16]).is_err());
         assert!(parse_lrdr_capacity(&be(&[1, 0, 0, 0x1000_0000, 4, 0])).is_err());
         assert!(parse_lrdr_capacity(&be(&[1, 0, 0, 0, 4])).is_err());
@@ -248,8 +211,7 @@ mod tests {
         let mut w = FdtWriter::new();
         w.begin_node("").unwrap();
         w.begin_node("rtas").unwrap();
-        w.property_cells("ibm,lrdr-capacity", &[1, 0, 0, 0x1000_0000, 4])
-            .unwrap();
+        w.property_cells("ibm,lrdr-capacity", &[1, 0, 0, 0x1000_0000, 4]).unwrap();
         w.end_node().unwrap();
         if let Some(props) = drconf {
             w.begin_node("ibm,dynamic-reconfiguration-memory").unwrap();
@@ -271,35 +233,20 @@ mod tests {
         let lmb: &[u32] = &[0, 0x1000_0000];
         let v1: &[u32] = &[1, 0, 0x2000_0000, 1, 0, 0, 8];
         let v2: &[u32] = &[1, 8, 0, 0x2000_0000, 1, 0, 8];
-        let both = tree(Some(&[
-            ("ibm,lmb-size", lmb),
-            ("ibm,dynamic-memory", v1),
-            ("ibm,dynamic-memory-v2", v2),
-        ]));
+        let both =
+            tree(Some(&[("ibm,lmb-size", lmb), ("ibm,dynamic-memory", v1), ("ibm,dynamic-memory-v2", v2)]));
         let found = hotplug(&both).unwrap().unwrap();
-        assert_eq!(
-            (found.max_addr, found.source),
-            (0xa000_0000, HotplugSource::DynamicMemoryV2)
-        );
+        assert_eq!((found.max_addr, found.source), (0xa000_0000, HotplugSource::DynamicMemoryV2));
         let only_v1 = tree(Some(&[("ibm,lmb-size", lmb), ("ibm,dynamic-memory", v1)]));
         let found = hotplug(&only_v1).unwrap().unwrap();
-        assert_eq!(
-            (found.max_addr, found.source),
-            (0x3000_0000, HotplugSource::DynamicMemoryV1)
-        );
+        assert_eq!((found.max_addr, found.source), (0x3000_0000, HotplugSource::DynamicMemoryV1));
         // Node without any LMB list, or without a node: lrdr-capacity.
         for blob in [tree(Some(&[("ibm,lmb-size", lmb)])), tree(None)] {
             let found = hotplug(&blob).unwrap().unwrap();
-            assert_eq!(
-                (found.max_addr, found.source),
-                (1 << 32, HotplugSource::LrdrCapacity)
-            );
+            assert_eq!((found.max_addr, found.source), (1 << 32, HotplugSource::LrdrCapacity));
         }
         // A malformed drconf node is an error, not a silent fallback.
-        let bad = tree(Some(&[
-            ("ibm,lmb-size", &[0x1000_0000]),
-            ("ibm,dynamic-memory", v1),
-        ]));
+        let bad = tree(Some(&[("ibm,lmb-size", &[0x1000_0000]), ("ibm,dynamic-memory", v1)]));
         assert!(hotplug(&bad).is_err());
         assert!(hotplug(&tree(Some(&[("ibm,dynamic-memory", v1)]))).is_err());
     }

@@ -28,15 +28,9 @@ pub fn parse_reg(bytes: &[u8], cells: CellCounts) -> Result<Vec<PhysRange>, DtEr
         let base = reader.read_cells(cells.address)?;
         let size = reader.read_cells(cells.size)?;
         if base.checked_add(size).is_none() {
-            return Err(DtError::BadValue {
-                prop: "reg",
-                why: "range runs past 2^64",
-            });
+            return Err(DtError::BadValue { prop: "reg", why: "range runs past 2^64" });
         }
-        ranges.push(PhysRange {
-            base: PhysAddr(base),
-            size,
-        });
+        ranges.push(PhysRange { base: PhysAddr(base), size });
     }
     Ok(ranges)
 }
@@ -60,10 +54,7 @@ fn sort_and_split_overlaps(mut ranges: Vec<PhysRange>) -> (Vec<PhysRange>, Vec<P
 pub fn sorted_disjoint(ranges: Vec<PhysRange>) -> Result<Vec<PhysRange>, DtError> {
     match sort_and_split_overlaps(ranges) {
         (kept, overlapping) if overlapping.is_empty() => Ok(kept),
-        _ => Err(DtError::BadValue {
-            prop: "reg",
-            why: "memory ranges overlap",
-        }),
+        _ => Err(DtError::BadValue { prop: "reg", why: "memory ranges overlap" }),
     }
 }
 
@@ -91,9 +82,7 @@ pub fn memory_ranges_skipping_bad(fdt: &Fdt<'_>, problems: &mut Vec<String>) -> 
     let (kept, overlapping) = sort_and_split_overlaps(all);
     for r in overlapping {
         let (base, size) = (r.base.get(), r.size);
-        problems.push(format!(
-            "memory range {base:#x}+{size:#x} overlaps another; range skipped"
-        ));
+        problems.push(format!("memory range {base:#x}+{size:#x} overlaps another; range skipped"));
     }
     kept
 }
@@ -105,9 +94,7 @@ fn for_each_memory_node<'a>(
     out: &mut Vec<PhysRange>,
     bad: &mut Vec<(&'a str, DtError)>,
 ) -> Result<(), DtError> {
-    let root = fdt
-        .find_node("/")
-        .ok_or(DtError::Malformed("no root node"))?;
+    let root = fdt.find_node("/").ok_or(DtError::Malformed("no root node"))?;
     let root_cells = cells::cell_counts(root, CellCounts::PSERIES_ROOT)?;
     for node in root.children() {
         let is_memory = cells::has_device_type(node, "memory") || node.name.starts_with("memory@");
@@ -115,10 +102,7 @@ fn for_each_memory_node<'a>(
             continue;
         }
         let parsed = cells::prop(node, "reg")
-            .ok_or(DtError::Missing {
-                node: "memory",
-                prop: "reg",
-            })
+            .ok_or(DtError::Missing { node: "memory", prop: "reg" })
             .and_then(|bytes| parse_reg(bytes, root_cells));
         match parsed {
             Ok(ranges) => out.extend(ranges),
@@ -136,52 +120,23 @@ mod tests {
         cells.iter().flat_map(|c| c.to_be_bytes()).collect()
     }
 
-    const TWO_TWO: CellCounts = CellCounts {
-        address: 2,
-        size: 2,
-    };
+    const TWO_TWO: CellCounts = CellCounts { address: 2, size: 2 };
 
     fn range(base: u64, size: u64) -> PhysRange {
-        PhysRange {
-            base: PhysAddr(base),
-            size,
-        }
+        PhysRange { base: PhysAddr(base), size }
     }
 
     #[test]
     fn reg_good_and_bad() {
         let reg = be(&[0, 0, 0, 0x2000_0000, 1, 0, 0, 0x1000_0000]);
-        assert_eq!(
-            parse_reg(&reg, TWO_TWO),
-            Ok(vec![range(0, 0x2000_0000), range(1 << 32, 0x1000_0000)])
-        );
-        let one_one = CellCounts {
-            address: 1,
-            size: 1,
-        };
-        assert_eq!(
-            parse_reg(&be(&[0x1000, 0x100]), one_one),
-            Ok(vec![range(0x1000, 0x100)])
-        );
+        assert_eq!(parse_reg(&reg, TWO_TWO), Ok(vec![range(0, 0x2000_0000), range(1 << 32, 0x1000_0000)]));
+        let one_one = CellCounts { address: 1, size: 1 };
+        assert_eq!(parse_reg(&be(&[0x1000, 0x100]), one_one), Ok(vec![range(0x1000, 0x100)]));
         // Short (3 of 4 cells), misaligned, bad cell counts, overflowing.
         assert!(parse_reg(&be(&[0, 0, 0]), TWO_TWO).is_err());
         assert!(parse_reg(&[0; 15], TWO_TWO).is_err());
-        assert!(parse_reg(
-            &be(&[0, 0, 0, 0]),
-            CellCounts {
-                address: 3,
-                size: 1
-            }
-        )
-        .is_err());
-        assert!(parse_reg(
-            &be(&[0, 0, 0, 0]),
-            CellCounts {
-                address: 2,
-                size: 0
-            }
-        )
-        .is_err());
+        assert!(parse_reg(&be(&[0, 0, 0, 0]), CellCounts { address: 3, size: 1 }).is_err());
+        assert!(parse_reg(&be(&[0, 0, 0, 0]), CellCounts { address: 2, size: 0 }).is_err());
         assert!(parse_reg(&be(&[0xffff_ffff, 0xffff_f000, 0, 0x2000]), TWO_TWO).is_err());
     }
 
@@ -213,11 +168,7 @@ mod tests {
 
     #[test]
     fn memory_nodes_sorted_and_checked() {
-        let blob = tree(&[
-            &[0, 0x4000_0000, 0, 0x1000],
-            &[0, 0, 0, 0x2000],
-            &[0, 0x5000, 0, 0],
-        ]);
+        let blob = tree(&[&[0, 0x4000_0000, 0, 0x1000], &[0, 0, 0, 0x2000], &[0, 0x5000, 0, 0]]);
         let fdt = Fdt::new(&blob).unwrap();
         let expected = vec![range(0, 0x2000), range(0x4000_0000, 0x1000)];
         assert_eq!(memory_ranges(&fdt), Ok(expected.clone()));
@@ -225,18 +176,11 @@ mod tests {
         assert_eq!(memory_ranges_skipping_bad(&fdt, &mut problems), expected);
         assert!(problems.is_empty());
 
-        let blob = tree(&[
-            &[0, 0, 0, 0x2000],
-            &[0, 0x1000, 0, 0x2000],
-            &[0, 0x8000, 0x10],
-        ]);
+        let blob = tree(&[&[0, 0, 0, 0x2000], &[0, 0x1000, 0, 0x2000], &[0, 0x8000, 0x10]]);
         let fdt = Fdt::new(&blob).unwrap();
         assert!(memory_ranges(&fdt).is_err());
         let mut problems = Vec::new();
-        assert_eq!(
-            memory_ranges_skipping_bad(&fdt, &mut problems),
-            [range(0, 0x2000)]
-        );
+        assert_eq!(memory_ranges_skipping_bad(&fdt, &mut problems), [range(0, 0x2000)]);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("/memory@2: property reg is 12 bytes long"));
         assert!(problems[1].contains("overlaps"));

@@ -9,8 +9,8 @@
 pub mod cells;
 pub mod cpu;
 pub mod dma_window;
-pub mod hotplug;
 pub mod error;
+pub mod hotplug;
 pub mod memory;
 pub mod of;
 pub mod pci_node;

@@ -116,17 +116,12 @@ pub fn flatten(
     reservations: &[(u64, u64)],
     limits: &FlattenLimits,
 ) -> Result<(Vec<u8>, FlattenStats), DtError> {
-    let mut walk = Walk {
-        tree,
-        limits,
-        writer: FdtWriter::new(),
-        stats: FlattenStats::default(),
-    };
+    let mut walk = Walk { tree, limits, writer: FdtWriter::new(), stats: FlattenStats::default() };
     for &(base, size) in reservations {
         walk.writer.add_reservation(base, size);
     }
-    let root = valid_handle(walk.tree.peer(0))
-        .ok_or(DtError::Malformed("firmware device tree has no root node"))?;
+    let root =
+        valid_handle(walk.tree.peer(0)).ok_or(DtError::Malformed("firmware device tree has no root node"))?;
 
     // Iterative depth-first walk: `ancestors` holds the open nodes above `current`.
     let mut ancestors: Vec<Phandle> = Vec::new();
@@ -178,20 +173,12 @@ impl<T: OfTree> Walk<'_, T> {
     /// Opens `node` at `depth` in the writer and copies its properties; the node stays open.
     fn copy_node(&mut self, node: Phandle, depth: usize) -> Result<(), DtError> {
         if self.stats.nodes >= self.limits.max_nodes {
-            return Err(DtError::Malformed(
-                "more nodes than max_nodes (peer/child loop?)",
-            ));
+            return Err(DtError::Malformed("more nodes than max_nodes (peer/child loop?)"));
         }
         if depth > self.limits.max_depth {
-            return Err(DtError::Malformed(
-                "tree deeper than max_depth (child loop?)",
-            ));
+            return Err(DtError::Malformed("tree deeper than max_depth (child loop?)"));
         }
-        let name = if depth == 0 {
-            String::new()
-        } else {
-            self.node_name(node)
-        };
+        let name = if depth == 0 { String::new() } else { self.node_name(node) };
         self.writer.begin_node(&name)?;
         self.stats.nodes = self.stats.nodes.saturating_add(1);
         self.check_size()?;
@@ -266,10 +253,8 @@ impl<T: OfTree> Walk<'_, T> {
 
     /// Copies one property; `Ok(false)` if it was skipped.
     fn copy_property(&mut self, node: Phandle, name: &str) -> Result<bool, DtError> {
-        let Some(length) = self
-            .tree
-            .property_length(node, name)
-            .filter(|&length| length <= self.limits.max_property_len)
+        let Some(length) =
+            self.tree.property_length(node, name).filter(|&length| length <= self.limits.max_property_len)
         else {
             self.stats.skipped_properties = self.stats.skipped_properties.saturating_add(1);
             return Ok(false);
@@ -343,33 +328,16 @@ mod tests {
 
     impl FakeOfTree {
         fn new(root: Spec) -> Self {
-            let mut tree = Self {
-                nodes: Vec::new(),
-                path_works: true,
-                next_prop: NextProp::Correct,
-            };
+            let mut tree = Self { nodes: Vec::new(), path_works: true, next_prop: NextProp::Correct };
             tree.add(root, "");
             tree
         }
 
         fn add(&mut self, Spec(name, properties, children): Spec, parent: &str) -> Phandle {
-            let path = if self.nodes.is_empty() {
-                String::new()
-            } else {
-                format!("{parent}/{name}")
-            };
+            let path = if self.nodes.is_empty() { String::new() } else { format!("{parent}/{name}") };
             let index = self.nodes.len();
-            let shown_path = if path.is_empty() {
-                String::from("/")
-            } else {
-                path.clone()
-            };
-            self.nodes.push(FakeNode {
-                path: shown_path,
-                properties,
-                child: None,
-                peer: None,
-            });
+            let shown_path = if path.is_empty() { String::from("/") } else { path.clone() };
+            self.nodes.push(FakeNode { path: shown_path, properties, child: None, peer: None });
             let handles: Vec<Phandle> = children.into_iter().map(|c| self.add(c, &path)).collect();
             self.nodes[index].child = handles.first().copied();
             for pair in handles.windows(2) {
@@ -384,10 +352,7 @@ mod tests {
 
         fn value(&mut self, node: Phandle, name: &str) -> Option<Vec<u8>> {
             let properties = &self.node(node)?.properties;
-            properties
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
+            properties.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
         }
     }
 
@@ -411,10 +376,7 @@ mod tests {
             buf: &mut [u8; 64],
         ) -> Result<Option<usize>, DtError> {
             let mode = self.next_prop;
-            let properties = &self
-                .node(node)
-                .ok_or(DtError::Malformed("bad node"))?
-                .properties;
+            let properties = &self.node(node).ok_or(DtError::Malformed("bad node"))?.properties;
             let next = match (mode, properties.iter().position(|(n, _)| *n == previous)) {
                 (NextProp::Stuck, _) | (_, None) => 0,
                 (NextProp::Wrapping, Some(i)) => (i + 1) % properties.len(),
@@ -428,9 +390,7 @@ mod tests {
         }
 
         fn property_length(&mut self, node: Phandle, name: &str) -> Option<usize> {
-            self.value(node, name)
-                .filter(|v| v != b"unreadable")
-                .map(|v| v.len())
+            self.value(node, name).filter(|v| v != b"unreadable").map(|v| v.len())
         }
 
         fn property(&mut self, node: Phandle, name: &str, buf: &mut [u8]) -> Option<usize> {
@@ -441,9 +401,7 @@ mod tests {
 
         fn path(&mut self, node: Phandle, buf: &mut [u8]) -> Option<usize> {
             let path = self.node(node)?.path.clone();
-            buf.get_mut(..path.len())
-                .filter(|_| self.path_works)?
-                .copy_from_slice(path.as_bytes());
+            buf.get_mut(..path.len()).filter(|_| self.path_works)?.copy_from_slice(path.as_bytes());
             Some(path.len())
         }
     }
@@ -455,32 +413,16 @@ mod tests {
     /// 0x100 `/`, 0x101 `/cpus`, 0x102 `/cpus/PowerPC,POWER9@0`, 0x103 `/pci@800000020000000`,
     /// 0x104 `/pci@800000020000000/ethernet@1`, 0x105 `/vdevice` (VOF-style `phandle`).
     fn sample() -> FakeOfTree {
-        let cpu = Spec(
-            "PowerPC,POWER9@0",
-            vec![prop("name", b"PowerPC,POWER9\0"), prop("reg", &[0; 4])],
-            vec![],
-        );
+        let cpu =
+            Spec("PowerPC,POWER9@0", vec![prop("name", b"PowerPC,POWER9\0"), prop("reg", &[0; 4])], vec![]);
         let cpus = Spec("cpus", vec![prop("name", b"cpus\0")], vec![cpu]);
         let mac = prop("local-mac-address", &[2, 0, 0, 0, 0, 1]);
         let ethernet = Spec("ethernet@1", vec![prop("name", b"ethernet\0"), mac], vec![]);
-        let pci = Spec(
-            "pci@800000020000000",
-            vec![prop("name", b"pci\0"), prop("ranges", &[])],
-            vec![ethernet],
-        );
-        let vdevice = Spec(
-            "vdevice",
-            vec![
-                prop("phandle", &[0, 0, 0xab, 0xcd]),
-                prop("name", b"vdevice\0"),
-            ],
-            vec![],
-        );
-        FakeOfTree::new(Spec(
-            "",
-            vec![prop("model", b"IBM pSeries\0")],
-            vec![cpus, pci, vdevice],
-        ))
+        let pci =
+            Spec("pci@800000020000000", vec![prop("name", b"pci\0"), prop("ranges", &[])], vec![ethernet]);
+        let vdevice =
+            Spec("vdevice", vec![prop("phandle", &[0, 0, 0xab, 0xcd]), prop("name", b"vdevice\0")], vec![]);
+        FakeOfTree::new(Spec("", vec![prop("model", b"IBM pSeries\0")], vec![cpus, pci, vdevice]))
     }
 
     /// All node names, depth first, separated by spaces.
@@ -499,33 +441,14 @@ mod tests {
         let model = fdt.find_node("/").and_then(|n| n.property("model"));
         assert_eq!(model.and_then(|p| p.as_str()), Some("IBM pSeries"));
         let ethernet = fdt.find_node("/pci@800000020000000/ethernet@1").unwrap();
-        assert_eq!(
-            ethernet.property("local-mac-address").map(|p| p.value),
-            Some(&[2, 0, 0, 0, 0, 1][..])
-        );
-        assert_eq!(
-            fdt.find_node("/pci")
-                .and_then(|n| n.property("ranges"))
-                .map(|p| p.value),
-            Some(&[][..])
-        );
+        assert_eq!(ethernet.property("local-mac-address").map(|p| p.value), Some(&[2, 0, 0, 0, 0, 1][..]));
+        assert_eq!(fdt.find_node("/pci").and_then(|n| n.property("ranges")).map(|p| p.value), Some(&[][..]));
         assert_eq!(fdt.find_phandle(0x104).map(|n| n.name), Some("ethernet@1"));
         assert_eq!(fdt.find_phandle(0x100).map(|n| n.name), Some("/"));
         let vdevice = fdt.find_node("/vdevice").unwrap();
-        assert_eq!(
-            vdevice.properties().filter(|p| p.name == "phandle").count(),
-            1
-        );
-        assert_eq!(
-            vdevice.property("phandle").and_then(|p| p.as_usize()),
-            Some(0xabcd)
-        );
-        let expected = FlattenStats {
-            nodes: 6,
-            properties: 10,
-            bytes: blob.len(),
-            skipped_properties: 0,
-        };
+        assert_eq!(vdevice.properties().filter(|p| p.name == "phandle").count(), 1);
+        assert_eq!(vdevice.property("phandle").and_then(|p| p.as_usize()), Some(0xabcd));
+        let expected = FlattenStats { nodes: 6, properties: 10, bytes: blob.len(), skipped_properties: 0 };
         assert_eq!(stats, expected);
     }
 
@@ -533,10 +456,7 @@ mod tests {
     fn names_fall_back_to_name_property_then_phandle() {
         let mut tree = sample();
         tree.path_works = false;
-        tree.node(0x104)
-            .unwrap()
-            .properties
-            .retain(|(n, _)| *n != "name");
+        tree.node(0x104).unwrap().properties.retain(|(n, _)| *n != "name");
         let (blob, _) = flatten(&mut tree, &[], &FlattenLimits::default()).unwrap();
         let expected_names = "/ cpus PowerPC,POWER9 pci unknown@104 vdevice";
         assert_eq!(node_names(&blob), expected_names);
@@ -549,20 +469,12 @@ mod tests {
         let (_, stats) = flatten(&mut tree, &[], &FlattenLimits::default()).unwrap();
         assert_eq!(stats.properties, 6); // Only each node's first property.
         tree.next_prop = NextProp::Wrapping;
-        let limits = FlattenLimits {
-            max_properties_per_node: 5,
-            ..FlattenLimits::default()
-        };
+        let limits = FlattenLimits { max_properties_per_node: 5, ..FlattenLimits::default() };
         let (blob, stats) = flatten(&mut tree, &[], &limits).unwrap();
         // One-property nodes stop at the repeat, the others at the limit: 1 + 1 + 4 * 5.
         assert_eq!(stats.properties, 22);
         let fdt = fdt::Fdt::new(&blob).unwrap();
-        let pci: Vec<&str> = fdt
-            .find_node("/pci")
-            .unwrap()
-            .properties()
-            .map(|p| p.name)
-            .collect();
+        let pci: Vec<&str> = fdt.find_node("/pci").unwrap().properties().map(|p| p.name).collect();
         assert_eq!(pci, ["name", "ranges", "name", "ranges", "name", "phandle"]);
     }
 
@@ -571,43 +483,25 @@ mod tests {
         let mut tree = sample();
         tree.node(0x105).unwrap().peer = Some(0x101); // vdevice -> cpus
         let error = flatten(&mut tree, &[], &FlattenLimits::default()).unwrap_err();
-        assert_eq!(
-            error,
-            DtError::Malformed("more nodes than max_nodes (peer/child loop?)")
-        );
+        assert_eq!(error, DtError::Malformed("more nodes than max_nodes (peer/child loop?)"));
         let mut tree = sample();
         tree.node(0x102).unwrap().child = Some(0x101); // cpu -> cpus
         let error = flatten(&mut tree, &[], &FlattenLimits::default()).unwrap_err();
-        assert_eq!(
-            error,
-            DtError::Malformed("tree deeper than max_depth (child loop?)")
-        );
+        assert_eq!(error, DtError::Malformed("tree deeper than max_depth (child loop?)"));
     }
 
     #[test]
     fn oversized_and_unreadable_properties_are_skipped() {
         let mut tree = sample();
         let root = tree.node(0x100).unwrap();
-        root.properties
-            .extend([prop("big", &[7; 100]), prop("broken", b"unreadable")]);
-        let limits = FlattenLimits {
-            max_property_len: 64,
-            ..FlattenLimits::default()
-        };
+        root.properties.extend([prop("big", &[7; 100]), prop("broken", b"unreadable")]);
+        let limits = FlattenLimits { max_property_len: 64, ..FlattenLimits::default() };
         let (blob, stats) = flatten(&mut tree, &[], &limits).unwrap();
         assert_eq!((stats.properties, stats.skipped_properties), (10, 2));
         let fdt = fdt::Fdt::new(&blob).unwrap();
-        let root_properties: Vec<&str> = fdt
-            .find_node("/")
-            .unwrap()
-            .properties()
-            .map(|p| p.name)
-            .collect();
+        let root_properties: Vec<&str> = fdt.find_node("/").unwrap().properties().map(|p| p.name).collect();
         assert_eq!(root_properties, ["model", "phandle"]);
-        let limits = FlattenLimits {
-            max_total_bytes: 300,
-            ..FlattenLimits::default()
-        };
+        let limits = FlattenLimits { max_total_bytes: 300, ..FlattenLimits::default() };
         assert_eq!(flatten(&mut tree, &[], &limits).unwrap_err(), TOO_BIG);
     }
 
@@ -616,17 +510,12 @@ mod tests {
         let reservations = [(0x4000, 0x1000)];
         let (blob, _) = flatten(&mut sample(), &reservations, &FlattenLimits::default()).unwrap();
         let fdt = fdt::Fdt::new(&blob).unwrap();
-        let found: Vec<(u64, u64)> = fdt
-            .memory_reservations()
-            .map(|r| (r.address() as u64, r.size() as u64))
-            .collect();
+        let found: Vec<(u64, u64)> =
+            fdt.memory_reservations().map(|r| (r.address() as u64, r.size() as u64)).collect();
         assert_eq!(found, reservations);
         let mut empty = FakeOfTree::new(Spec("", vec![], vec![]));
         empty.nodes.clear();
         let error = flatten(&mut empty, &[], &FlattenLimits::default()).unwrap_err();
-        assert_eq!(
-            error,
-            DtError::Malformed("firmware device tree has no root node")
-        );
+        assert_eq!(error, DtError::Malformed("firmware device tree has no root node"));
     }
 }

@@ -49,9 +49,7 @@ pub struct PciNodeInfo {
 impl PciNodeInfo {
     /// The RTAS config_addr of register 0 of this function (`bus << 16 | dev << 11 | fn << 8`).
     pub fn config_address(&self) -> u32 {
-        (u32::from(self.bus) << 16)
-            | (u32::from(self.device) << 11)
-            | (u32::from(self.function) << 8)
+        (u32::from(self.bus) << 16) | (u32::from(self.device) << 11) | (u32::from(self.function) << 8)
     }
 
     /// Builds the info for node `name` from its raw `reg`, `vendor-id`, `device-id` and
@@ -83,18 +81,11 @@ impl PciNodeInfo {
 pub fn parse_bus_device_function(reg: &[u8]) -> Result<(u8, u8, u8), DtError> {
     let entries = entry_count("reg", reg, PCI_REG_ENTRY_CELLS)?;
     if entries == 0 {
-        return Err(DtError::BadLength {
-            prop: "reg",
-            len: 0,
-            expected: "at least one 20-byte entry",
-        });
+        return Err(DtError::BadLength { prop: "reg", len: 0, expected: "at least one 20-byte entry" });
     }
     let phys_hi = CellReader::new("reg", reg)?.read_u32()?;
     if phys_hi & SPACE_CODE_MASK != 0 {
-        return Err(DtError::BadValue {
-            prop: "reg",
-            why: "entry 0 is not a config-space address",
-        });
+        return Err(DtError::BadValue { prop: "reg", why: "entry 0 is not a config-space address" });
     }
     let [_, bus, devfn, _] = phys_hi.to_be_bytes();
     Ok((bus, devfn >> 3, devfn & 0x7))
@@ -102,11 +93,7 @@ pub fn parse_bus_device_function(reg: &[u8]) -> Result<(u8, u8, u8), DtError> {
 
 /// Every PCI function under `phb` (whose path is `phb_path`), bridges flattened, in tree order.
 /// A node whose properties are malformed is skipped and described in `problems`.
-pub fn pci_functions(
-    phb: FdtNode<'_, '_>,
-    phb_path: &str,
-    problems: &mut Vec<String>,
-) -> Vec<PciNodeInfo> {
+pub fn pci_functions(phb: FdtNode<'_, '_>, phb_path: &str, problems: &mut Vec<String>) -> Vec<PciNodeInfo> {
     let mut found = Vec::new();
     collect(phb, phb_path, 0, &mut found, problems);
     found
@@ -142,9 +129,7 @@ fn collect(
         }
         if node.children().next().is_some() {
             if depth >= MAX_BRIDGE_DEPTH {
-                problems.push(format!(
-                    "{path}: bridges nested too deeply; children skipped"
-                ));
+                problems.push(format!("{path}: bridges nested too deeply; children skipped"));
             } else {
                 collect(node, &path, depth + 1, found, problems);
             }
@@ -164,18 +149,7 @@ mod tests {
     fn bus_device_function_from_reg() {
         // bus 1, device 3, function 2; a second (BAR) entry follows.
         let phys_hi = (1 << 16) | (3 << 11) | (2 << 8);
-        let reg = be(&[
-            phys_hi,
-            0,
-            0,
-            0,
-            0,
-            0x0200_0000 | phys_hi | 0x10,
-            0,
-            0,
-            0,
-            0x1000,
-        ]);
+        let reg = be(&[phys_hi, 0, 0, 0, 0, 0x0200_0000 | phys_hi | 0x10, 0, 0, 0, 0x1000]);
         assert_eq!(parse_bus_device_function(&reg), Ok((1, 3, 2)));
         let info = PciNodeInfo::from_raw("x@3,2", 0, &reg, None, None, None).unwrap();
         assert_eq!(info.config_address(), phys_hi);
@@ -197,15 +171,8 @@ mod tests {
         let vendor = be(&[0x1af4]);
         let device = be(&[0x1000]);
         let class = be(&[0x02_0000]);
-        let info = PciNodeInfo::from_raw(
-            "ethernet@1",
-            1,
-            &reg,
-            Some(&vendor),
-            Some(&device),
-            Some(&class),
-        )
-        .unwrap();
+        let info =
+            PciNodeInfo::from_raw("ethernet@1", 1, &reg, Some(&vendor), Some(&device), Some(&class)).unwrap();
         assert_eq!((info.bus, info.device, info.function), (0, 1, 0));
         assert_eq!(info.vendor_id, Some(0x1af4));
         assert_eq!(info.device_id, Some(0x1000));
@@ -239,10 +206,8 @@ mod tests {
         let phb = fdt.find_node("/pci@800000020000000").unwrap();
         let mut problems = Vec::new();
         let found = pci_functions(phb, "/pci@800000020000000", &mut problems);
-        let names: Vec<(&str, usize, u8, u8)> = found
-            .iter()
-            .map(|f| (f.name.as_str(), f.depth, f.bus, f.device))
-            .collect();
+        let names: Vec<(&str, usize, u8, u8)> =
+            found.iter().map(|f| (f.name.as_str(), f.depth, f.bus, f.device)).collect();
         assert_eq!(names, [("pci@2", 0, 0, 2), ("scsi@0", 1, 1, 0)]);
         assert_eq!(found[1].vendor_id, Some(0x1af4));
         assert_eq!(problems.len(), 2, "{problems:?}");

@@ -101,10 +101,7 @@ pub fn parse_ranges(
         let cpu_addr = reader.read_cells(parent_address_cells)?;
         let size = reader.read_cells(size_cells)?;
         if bus_addr.checked_add(size).is_none() || cpu_addr.checked_add(size).is_none() {
-            return Err(DtError::BadValue {
-                prop: "ranges",
-                why: "window runs past 2^64",
-            });
+            return Err(DtError::BadValue { prop: "ranges", why: "window runs past 2^64" });
         }
         ranges.push(PciRange {
             space: PciSpace::from_phys_hi(phys_hi),
@@ -174,26 +171,12 @@ pub fn phb_info(
     root_cells: CellCounts,
     problems: &mut Vec<String>,
 ) -> Result<PhbInfo, DtError> {
-    let reg = cells::prop(node, "reg").ok_or(DtError::Missing {
-        node: "PCI host bridge",
-        prop: "reg",
-    })?;
+    let reg = cells::prop(node, "reg").ok_or(DtError::Missing { node: "PCI host bridge", prop: "reg" })?;
     let buid = parse_buid(reg)?;
-    let own_cells = cells::cell_counts(
-        node,
-        CellCounts {
-            address: 3,
-            size: 2,
-        },
-    )?;
+    let own_cells = cells::cell_counts(node, CellCounts { address: 3, size: 2 })?;
     let ranges = match cells::prop(node, "ranges") {
         Some(bytes) => parse_ranges(bytes, root_cells.address, own_cells.size)?,
-        None => {
-            return Err(DtError::Missing {
-                node: "PCI host bridge",
-                prop: "ranges",
-            })
-        }
+        None => return Err(DtError::Missing { node: "PCI host bridge", prop: "ranges" }),
     };
     let dma_window = cells::prop(node, "ibm,dma-window").map(|bytes| {
         let address = match cells::prop(node, "ibm,#dma-address-cells") {
@@ -254,10 +237,7 @@ pub fn phbs(fdt: &Fdt<'_>, problems: &mut Vec<String>) -> Vec<PhbInfo> {
         }
     };
     let mut found = Vec::new();
-    for node in root
-        .children()
-        .filter(|n| cells::has_device_type(*n, "pci"))
-    {
+    for node in root.children().filter(|n| cells::has_device_type(*n, "pci")) {
         let path = format!("/{}", node.name);
         match phb_info(node, &path, root_cells, problems) {
             Ok(info) => found.push(info),
@@ -292,10 +272,7 @@ mod tests {
         assert_eq!(spaces, [PciSpace::Io, PciSpace::Mem32, PciSpace::Mem64]);
         let mem32 = ranges[1];
         assert!(mem32.prefetchable && !ranges[0].prefetchable);
-        assert_eq!(
-            (mem32.bus_addr, mem32.cpu_addr),
-            (0x8000_0000, PhysAddr(0x2000_8000_0000))
-        );
+        assert_eq!((mem32.bus_addr, mem32.cpu_addr), (0x8000_0000, PhysAddr(0x2000_8000_0000)));
         assert_eq!(mem32.size, 0x8000_0000);
         assert_eq!(ranges[2].bus_addr, ranges[2].cpu_addr.get());
         assert_eq!(PciSpace::from_phys_hi(0x0000_0800), PciSpace::Config);
@@ -317,10 +294,7 @@ mod tests {
     #[test]
     fn bus_to_cpu_stays_inside_the_window() {
         let mem32 = parse_ranges(&be(&qemu_ranges()), 2, 2).unwrap()[1];
-        assert_eq!(
-            mem32.bus_to_cpu(0x8000_0000, 0x8000_0000),
-            Some(PhysAddr(0x2000_8000_0000))
-        );
+        assert_eq!(mem32.bus_to_cpu(0x8000_0000, 0x8000_0000), Some(PhysAddr(0x2000_8000_0000)));
         assert_eq!(mem32.bus_to_cpu(0x7fff_f000, 0x1000), None); // below
         assert_eq!(mem32.bus_to_cpu(0xffff_f000, 0x2000), None); // runs past the end
         assert_eq!(mem32.bus_to_cpu(0x8000_0000, u64::MAX), None); // overflow

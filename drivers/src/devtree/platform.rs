@@ -67,16 +67,7 @@ impl Platform {
         let phbs = phbs(fdt, &mut problems);
         let vterm = console_vterm(fdt, &mut problems);
         let bootargs = bootargs(fdt, &mut problems);
-        Platform {
-            cpus,
-            memory,
-            hotplug,
-            rtas,
-            phbs,
-            vterm,
-            bootargs,
-            problems,
-        }
+        Platform { cpus, memory, hotplug, rtas, phbs, vterm, bootargs, problems }
     }
 
     /// One past the highest boot RAM address (0 with no RAM).
@@ -86,9 +77,7 @@ impl Platform {
 
     /// Total boot RAM in bytes.
     pub fn total_ram(&self) -> u64 {
-        self.memory
-            .iter()
-            .fold(0u64, |sum, r| sum.saturating_add(r.size))
+        self.memory.iter().fold(0u64, |sum, r| sum.saturating_add(r.size))
     }
 
     /// One past the highest address RAM may ever occupy, hot-plug included (what a DMA window
@@ -107,9 +96,7 @@ impl Platform {
 /// True for a `/vdevice` child that is a virtual terminal.
 fn is_vty(node: FdtNode<'_, '_>) -> bool {
     let named_vty = node.name.split('@').next() == Some("vty");
-    let compatible = cells::prop(node, "compatible")
-        .map(string_list)
-        .unwrap_or_default();
+    let compatible = cells::prop(node, "compatible").map(string_list).unwrap_or_default();
     named_vty || compatible.iter().any(|c| *c == "hvterm1" || *c == "vty")
 }
 
@@ -130,10 +117,7 @@ fn console_vterm(fdt: &Fdt<'_>, problems: &mut Vec<String>) -> Option<u32> {
                 continue;
             }
             None => {
-                problems.push(format!(
-                    "/vdevice/{}: property reg is missing; vty ignored",
-                    node.name
-                ));
+                problems.push(format!("/vdevice/{}: property reg is missing; vty ignored", node.name));
                 continue;
             }
         };
@@ -147,9 +131,7 @@ fn console_vterm(fdt: &Fdt<'_>, problems: &mut Vec<String>) -> Option<u32> {
 
 /// `/chosen/bootargs`, trailing NULs trimmed; `None` when absent or empty.
 fn bootargs(fdt: &Fdt<'_>, problems: &mut Vec<String>) -> Option<String> {
-    let bytes = fdt
-        .find_node("/chosen")
-        .and_then(|chosen| cells::prop(chosen, "bootargs"))?;
+    let bytes = fdt.find_node("/chosen").and_then(|chosen| cells::prop(chosen, "bootargs"))?;
     match single_string("bootargs", bytes) {
         Ok("") => None,
         Ok(args) => Some(args.to_string()),
@@ -271,17 +253,8 @@ mod tests {
         assert_eq!(p.cpus.pvr, Some(0x004e_1202));
         assert_eq!(p.cpus.timebase_hz, Some(512_000_000));
         assert_eq!(p.cpus.clock_hz, Some(1_000_000_000));
-        assert_eq!(
-            p.memory,
-            [PhysRange {
-                base: PhysAddr(0),
-                size: 0x2000_0000
-            }]
-        );
-        assert_eq!(
-            (p.max_ram_addr(), p.total_ram()),
-            (0x2000_0000, 0x2000_0000)
-        );
+        assert_eq!(p.memory, [PhysRange { base: PhysAddr(0), size: 0x2000_0000 }]);
+        assert_eq!((p.max_ram_addr(), p.total_ram()), (0x2000_0000, 0x2000_0000));
         assert_eq!(p.hotplug, None); // lrdr-capacity max-addr 0: no device memory
         let rtas = p.rtas.as_ref().unwrap();
         assert_eq!(rtas.token("power-off"), Some(0x2003));
@@ -299,34 +272,17 @@ mod tests {
         assert_eq!(phb.ranges[1].space, PciSpace::Mem32);
         let mem32_cpu = phb.bus_to_cpu(PciSpace::Mem32, 0x8000_1000, 0x1000);
         assert_eq!(mem32_cpu, Some(PhysAddr(0x2000_8000_1000)));
-        assert_eq!(
-            phb.bus_to_cpu(PciSpace::Io, 0x10, 4),
-            Some(PhysAddr(0x2000_0000_0010))
-        );
-        let window = DmaWindowProp {
-            liobn: Liobn(0x8000_0000),
-            bus_addr: BusAddr(0),
-            size: 0x4000_0000,
-        };
+        assert_eq!(phb.bus_to_cpu(PciSpace::Io, 0x10, 4), Some(PhysAddr(0x2000_0000_0010)));
+        let window = DmaWindowProp { liobn: Liobn(0x8000_0000), bus_addr: BusAddr(0), size: 0x4000_0000 };
         assert_eq!(phb.dma_window, Some(window));
-        let ddw = DdwApplicable {
-            query: 0x2026,
-            create: 0x2027,
-            remove: 0x2028,
-        };
+        let ddw = DdwApplicable { query: 0x2026, create: 0x2027, remove: 0x2028 };
         assert_eq!(phb.ddw_applicable, Some(ddw));
         let ext = phb.ddw_extensions.as_ref().unwrap();
-        assert_eq!(
-            (ext.reset_token(), ext.query_outputs_64bit()),
-            (Some(0x2029), true)
-        );
+        assert_eq!((ext.reset_token(), ext.query_outputs_64bit()), (Some(0x2029), true));
         assert_eq!(phb.children.len(), 1);
         let child = &phb.children[0];
         assert_eq!((child.bus, child.device, child.function), (0, 1, 0));
-        assert_eq!(
-            (child.vendor_id, child.device_id),
-            (Some(0x1af4), Some(0x1000))
-        );
+        assert_eq!((child.vendor_id, child.device_id), (Some(0x1af4), Some(0x1000)));
     }
 
     #[test]
@@ -346,14 +302,8 @@ mod tests {
         assert!(phb.children.is_empty());
         assert_eq!(p.problems.len(), 4, "{:?}", p.problems);
         assert!(p.problems[0].starts_with("/memory@0: property reg is 12 bytes long"));
-        assert!(p
-            .problems
-            .iter()
-            .any(|m| m.starts_with("/pci@800000020000000: property ibm,dma-window")));
-        assert!(p
-            .problems
-            .iter()
-            .any(|m| m.starts_with("/pci@800000020000000/ethernet@1: property reg")));
+        assert!(p.problems.iter().any(|m| m.starts_with("/pci@800000020000000: property ibm,dma-window")));
+        assert!(p.problems.iter().any(|m| m.starts_with("/pci@800000020000000/ethernet@1: property reg")));
         // Everything else is still there.
         assert_eq!(p.vterm, Some(0x7100_0000));
         assert!(p.rtas.is_some());
@@ -363,10 +313,7 @@ mod tests {
     fn truncated_ranges_skip_the_phb() {
         let mut ranges = Tree::default().phb_ranges;
         ranges.truncate(6); // one 7-cell entry cut to 6
-        let p = platform(&Tree {
-            phb_ranges: ranges,
-            ..Tree::default()
-        });
+        let p = platform(&Tree { phb_ranges: ranges, ..Tree::default() });
         assert!(p.phbs.is_empty());
         assert_eq!(p.problems.len(), 1);
         assert!(p.problems[0].contains("ranges"), "{:?}", p.problems);
@@ -376,10 +323,7 @@ mod tests {
     #[test]
     fn hotplug_from_lrdr_capacity() {
         let p = Platform {
-            memory: vec![PhysRange {
-                base: PhysAddr(0),
-                size: 0x2000_0000,
-            }],
+            memory: vec![PhysRange { base: PhysAddr(0), size: 0x2000_0000 }],
             hotplug: Some(HotplugMemory {
                 max_addr: 0x1_0000_0000,
                 lmb_size: 0x1000_0000,

@@ -115,9 +115,7 @@ pub fn is_token_property(name: &str, value: &[u8]) -> bool {
 /// Reads `/rtas`; `None` if the tree has no such node.
 pub fn rtas_info(fdt: &Fdt<'_>) -> Result<Option<RtasInfo>, DtError> {
     match fdt.find_node("/rtas") {
-        Some(node) => {
-            RtasInfo::from_properties(node.properties().map(|p| (p.name, p.value))).map(Some)
-        }
+        Some(node) => RtasInfo::from_properties(node.properties().map(|p| (p.name, p.value))).map(Some),
         None => Ok(None),
     }
 }
@@ -137,10 +135,7 @@ mod tests {
             ("phandle", 7u32.to_be_bytes().to_vec()),
             ("ibm,extended-os-term", Vec::new()),
             ("ibm,lrdr-capacity", vec![0; 20]),
-            (
-                "ibm,hypertas-functions",
-                b"hcall-tce\0hcall-multi-tce\0".to_vec(),
-            ),
+            ("ibm,hypertas-functions", b"hcall-tce\0hcall-multi-tce\0".to_vec()),
             ("some-string", b"abc\0def\0".to_vec()),
         ]
     }
@@ -153,10 +148,7 @@ mod tests {
     fn tokens_sorted_and_filtered() {
         let info = parse(&props()).unwrap();
         let names: Vec<&str> = info.tokens.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            ["get-time-of-day", "ibm,read-pci-config", "power-off"]
-        );
+        assert_eq!(names, ["get-time-of-day", "ibm,read-pci-config", "power-off"]);
         assert_eq!(info.token("power-off"), Some(0x2003));
         assert_eq!(info.token("ibm,read-pci-config"), Some(0x2013));
         assert_eq!(info.token("ibm,not-here"), None);
@@ -171,14 +163,7 @@ mod tests {
     fn malformed_rtas_size_is_an_error() {
         let mut bad = props();
         bad.push(("rtas-size", vec![0, 0, 0x2a]));
-        assert!(matches!(
-            parse(&bad),
-            Err(DtError::BadLength {
-                prop: "rtas-size",
-                len: 3,
-                ..
-            })
-        ));
+        assert!(matches!(parse(&bad), Err(DtError::BadLength { prop: "rtas-size", len: 3, .. })));
         let oversized = vec![("rtas-size", vec![0; 8])];
         assert!(parse(&oversized).is_err());
     }

@@ -109,9 +109,7 @@ impl FdtWriter {
         self.structure.extend_from_slice(name.as_bytes());
         self.structure.push(0);
         pad_to_4(&mut self.structure);
-        self.open_nodes.push(OpenNode {
-            has_subnodes: false,
-        });
+        self.open_nodes.push(OpenNode { has_subnodes: false });
         Ok(())
     }
 
@@ -122,16 +120,14 @@ impl FdtWriter {
     pub fn property(&mut self, name: &str, value: &[u8]) -> Result<(), DtError> {
         match self.open_nodes.last() {
             None => return Err(DtError::Malformed("property outside any node")),
-            Some(node) if node.has_subnodes => {
-                return Err(DtError::Malformed("property after a subnode"))
-            }
+            Some(node) if node.has_subnodes => return Err(DtError::Malformed("property after a subnode")),
             Some(_) => {}
         }
         if name.is_empty() || name.contains('\0') {
             return Err(DtError::Malformed("property name empty or contains NUL"));
         }
-        let length = u32::try_from(value.len())
-            .map_err(|_| DtError::Malformed("property value longer than 4 GiB"))?;
+        let length =
+            u32::try_from(value.len()).map_err(|_| DtError::Malformed("property value longer than 4 GiB"))?;
         let name_offset = self.string_offset(name)?;
         push_u32(&mut self.structure, FDT_PROP);
         push_u32(&mut self.structure, length);
@@ -209,16 +205,10 @@ impl FdtWriter {
             .checked_add(1)
             .and_then(|entries| entries.checked_mul(RESERVATION_ENTRY_SIZE))
             .ok_or_else(too_big)?;
-        let structure_offset = reservation_offset
-            .checked_add(reservation_size)
-            .ok_or_else(too_big)?;
+        let structure_offset = reservation_offset.checked_add(reservation_size).ok_or_else(too_big)?;
         let structure_size = self.structure.len().checked_add(4).ok_or_else(too_big)?;
-        let strings_offset = structure_offset
-            .checked_add(structure_size)
-            .ok_or_else(too_big)?;
-        let total_size = strings_offset
-            .checked_add(self.strings.len())
-            .ok_or_else(too_big)?;
+        let strings_offset = structure_offset.checked_add(structure_size).ok_or_else(too_big)?;
+        let total_size = strings_offset.checked_add(self.strings.len()).ok_or_else(too_big)?;
         let field = |value: usize| u32::try_from(value).map_err(|_| too_big());
 
         let mut blob = Vec::with_capacity(total_size);
@@ -288,9 +278,7 @@ mod tests {
         writer.begin_node("").unwrap();
         writer.property_cells("#address-cells", &[2]).unwrap();
         writer.property_u32("#size-cells", 2).unwrap();
-        writer
-            .property_string("model", "IBM pSeries (emulated by qemu)")
-            .unwrap();
+        writer.property_string("model", "IBM pSeries (emulated by qemu)").unwrap();
         writer.begin_node("pci@800000020000000").unwrap();
         writer.property_string("device_type", "pci").unwrap();
         writer.property("ranges", &[]).unwrap();
@@ -336,19 +324,10 @@ mod tests {
         let blob = sample_tree();
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let root = fdt.find_node("/").unwrap();
-        assert_eq!(
-            root.property("#size-cells").map(|p| p.value),
-            Some(&[0, 0, 0, 2][..])
-        );
-        assert_eq!(
-            root.property("model").and_then(|p| p.as_str()),
-            Some("IBM pSeries (emulated by qemu)")
-        );
+        assert_eq!(root.property("#size-cells").map(|p| p.value), Some(&[0, 0, 0, 2][..]));
+        assert_eq!(root.property("model").and_then(|p| p.as_str()), Some("IBM pSeries (emulated by qemu)"));
         let pci = fdt.find_node("/pci@800000020000000").unwrap();
-        assert_eq!(
-            pci.property("device_type").map(|p| p.value),
-            Some(&b"pci\0"[..])
-        );
+        assert_eq!(pci.property("device_type").map(|p| p.value), Some(&b"pci\0"[..]));
         assert_eq!(pci.property("ranges").map(|p| p.value), Some(&[][..]));
         let ethernet = fdt.find_node("/pci@800000020000000/ethernet@1").unwrap();
         assert_eq!(ethernet.name, "ethernet@1");
@@ -356,9 +335,7 @@ mod tests {
         assert_eq!(reg.len(), 20);
         assert_eq!(&reg[..4], &[0, 0, 8, 0]);
         assert_eq!(fdt.find_phandle(0x1234).map(|n| n.name), Some("ethernet@1"));
-        let bootargs = fdt
-            .find_node("/chosen")
-            .and_then(|n| n.property("bootargs"));
+        let bootargs = fdt.find_node("/chosen").and_then(|n| n.property("bootargs"));
         assert_eq!(bootargs.and_then(|p| p.as_str()), Some("console=hvc0"));
         let names: Vec<&str> = fdt.all_nodes().map(|n| n.name).collect();
         assert_eq!(names, ["/", "pci@800000020000000", "ethernet@1", "chosen"]);
@@ -368,10 +345,8 @@ mod tests {
     fn reservations_round_trip() {
         let blob = sample_tree();
         let fdt = fdt::Fdt::new(&blob).unwrap();
-        let reservations: Vec<(usize, usize)> = fdt
-            .memory_reservations()
-            .map(|r| (r.address() as usize, r.size()))
-            .collect();
+        let reservations: Vec<(usize, usize)> =
+            fdt.memory_reservations().map(|r| (r.address() as usize, r.size())).collect();
         assert_eq!(reservations, [(0x1000, 0x2000), (0x3000_0000, 0x10_0000)]);
     }
 
@@ -401,10 +376,7 @@ mod tests {
     #[test]
     fn unbalanced_nodes_are_rejected() {
         let mut writer = FdtWriter::new();
-        assert_eq!(
-            writer.end_node(),
-            Err(DtError::Malformed("end_node without an open node"))
-        );
+        assert_eq!(writer.end_node(), Err(DtError::Malformed("end_node without an open node")));
         writer.begin_node("").unwrap();
         writer.begin_node("child").unwrap();
         writer.end_node().unwrap();

@@ -106,17 +106,13 @@ pub fn assign_bars(
     validate_window(windows.io, BarKind::Io, FOUR_GIB)?;
     validate_window(windows.mem32, BarKind::Mem32, FOUR_GIB)?;
     validate_window(windows.mem64, BarKind::Mem64, u64::MAX)?;
-    let behind_bridge: Vec<bool> = functions
-        .iter()
-        .map(|function| is_behind_bridge(functions, function.bdf.bus))
-        .collect();
+    let behind_bridge: Vec<bool> =
+        functions.iter().map(|function| is_behind_bridge(functions, function.bdf.bus)).collect();
     let mut reserved = Reserved::default();
     let mut assignments = reserve_firmware_bars(functions, &mut reserved);
     for (function, behind) in functions.iter_mut().zip(&behind_bridge) {
         if *behind && function.bars.iter().any(|bar| !bar.is_assigned()) {
-            function
-                .problems
-                .push("behind a bridge: BARs not assigned".into());
+            function.problems.push("behind a bridge: BARs not assigned".into());
         }
     }
     let mut requests: Vec<(usize, usize)> = Vec::new();
@@ -146,9 +142,7 @@ pub fn assign_bars(
 
 /// True if some bridge in `functions` has `bus` as its secondary bus.
 fn is_behind_bridge(functions: &[Function], bus: u8) -> bool {
-    functions
-        .iter()
-        .any(|function| function.is_bridge() && function.secondary_bus == Some(bus))
+    functions.iter().any(|function| function.is_bridge() && function.secondary_bus == Some(bus))
 }
 
 /// Rejects empty, wrapping or too-high windows.
@@ -168,10 +162,7 @@ fn reserve_firmware_bars(functions: &[Function], reserved: &mut Reserved) -> Vec
     for function in functions {
         for bar in function.bars.iter().filter(|bar| bar.is_assigned()) {
             let end = bar.bus_addr.saturating_add(bar.size);
-            reserved.space(bar.kind).push(Range {
-                start: bar.bus_addr,
-                end,
-            });
+            reserved.space(bar.kind).push(Range { start: bar.bus_addr, end });
             assignments.push(Assignment {
                 bdf: function.bdf,
                 bar_index: bar.index,
@@ -200,22 +191,13 @@ fn place_bar(
         BarKind::Mem64 => [windows.mem64, windows.mem32],
     };
     let space = reserved.space(bar.kind);
-    let Some(bus_addr) = candidates
-        .iter()
-        .flatten()
-        .find_map(|window| find_free(space, window, bar.size))
+    let Some(bus_addr) = candidates.iter().flatten().find_map(|window| find_free(space, window, bar.size))
     else {
-        let problem = format!(
-            "BAR{}: {:#x} bytes of {:?} do not fit",
-            bar.index, bar.size, bar.kind
-        );
+        let problem = format!("BAR{}: {:#x} bytes of {:?} do not fit", bar.index, bar.size, bar.kind);
         function.problems.push(problem);
         return None;
     };
-    space.push(Range {
-        start: bus_addr,
-        end: bus_addr + bar.size,
-    });
+    space.push(Range { start: bus_addr, end: bus_addr + bar.size });
     if let Err(error) = program_bar(cfg, function.bdf, &bar, bus_addr) {
         let problem = format!("BAR{}: writing {bus_addr:#x} failed ({error})", bar.index);
         function.problems.push(problem);
@@ -261,11 +243,8 @@ fn align_up(value: u64, align: u64) -> Option<u64> {
 fn enable_decode(cfg: &mut impl ConfigAccess, function: &mut Function) {
     let mut wanted = Command::BUS_MASTER;
     for (kind_is_memory, decode) in [(true, Command::MEMORY_SPACE), (false, Command::IO_SPACE)] {
-        let mut of_kind = function
-            .bars
-            .iter()
-            .filter(|bar| bar.kind.is_memory() == kind_is_memory)
-            .peekable();
+        let mut of_kind =
+            function.bars.iter().filter(|bar| bar.kind.is_memory() == kind_is_memory).peekable();
         if of_kind.peek().is_some() && of_kind.all(|bar| bar.is_assigned()) {
             wanted |= decode;
         }
@@ -273,17 +252,13 @@ fn enable_decode(cfg: &mut impl ConfigAccess, function: &mut Function) {
     let current = match cfg.read_u16(function.bdf, COMMAND) {
         Ok(value) => Command::from_bits_retain(value),
         Err(error) => {
-            function
-                .problems
-                .push(format!("command unreadable ({error}): decode not enabled"));
+            function.problems.push(format!("command unreadable ({error}): decode not enabled"));
             return;
         }
     };
     let command = (current - (Command::MEMORY_SPACE | Command::IO_SPACE)) | wanted;
     match cfg.write_u16(function.bdf, COMMAND, command.bits()) {
         Ok(()) => function.command = command.bits(),
-        Err(error) => function
-            .problems
-            .push(format!("command write failed ({error})")),
+        Err(error) => function.problems.push(format!("command write failed ({error})")),
     }
 }

@@ -99,18 +99,11 @@ impl Bar {
 /// value is written back afterwards; every BAR register gets its original value back. Problems
 /// (failed accesses, reserved BAR types, a 64-bit BAR in the last slot) are appended to
 /// `problems` and the affected BAR is skipped.
-pub fn probe_bars(
-    cfg: &mut impl ConfigAccess,
-    bdf: Bdf,
-    count: u8,
-    problems: &mut Vec<String>,
-) -> Vec<Bar> {
+pub fn probe_bars(cfg: &mut impl ConfigAccess, bdf: Bdf, count: u8, problems: &mut Vec<String>) -> Vec<Bar> {
     let command = match cfg.read_u16(bdf, COMMAND) {
         Ok(value) => value,
         Err(error) => {
-            problems.push(format!(
-                "command register unreadable ({error}): BARs not probed"
-            ));
+            problems.push(format!("command register unreadable ({error}): BARs not probed"));
             return Vec::new();
         }
     };
@@ -125,9 +118,7 @@ pub fn probe_bars(
     let bars = probe_bar_registers(cfg, bdf, count, problems);
     if decode_was_on {
         if let Err(error) = cfg.write_u16(bdf, COMMAND, command) {
-            problems.push(format!(
-                "cannot restore command register {command:#06x} ({error})"
-            ));
+            problems.push(format!("cannot restore command register {command:#06x} ({error})"));
         }
     }
     bars
@@ -187,8 +178,7 @@ fn size_bar(
     } else {
         (0, 0)
     };
-    let address_bits =
-        (u64::from(high_readback) << 32) | u64::from(low_readback & kind.low_address_mask());
+    let address_bits = (u64::from(high_readback) << 32) | u64::from(low_readback & kind.low_address_mask());
     if address_bits == 0 {
         return Ok(None);
     }

@@ -37,11 +37,7 @@ impl Bdf {
     /// A BDF, or `None` if `device >= 32` or `function >= 8`.
     pub const fn new(bus: u8, device: u8, function: u8) -> Option<Self> {
         if device < DEVICES_PER_BUS && function < FUNCTIONS_PER_DEVICE {
-            Some(Self {
-                bus,
-                device,
-                function,
-            })
+            Some(Self { bus, device, function })
         } else {
             None
         }
@@ -76,11 +72,7 @@ impl Bdf {
 
 impl fmt::Display for Bdf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:02x}:{:02x}.{:x}",
-            self.bus, self.device, self.function
-        )
+        write!(f, "{:02x}:{:02x}.{:x}", self.bus, self.device, self.function)
     }
 }
 
@@ -127,11 +119,7 @@ mod tests {
 
     #[test]
     fn config_addr_masks_out_of_range_fields() {
-        let bogus = Bdf {
-            bus: 0,
-            device: 0xff,
-            function: 0xff,
-        };
+        let bogus = Bdf { bus: 0, device: 0xff, function: 0xff };
         assert_eq!(bogus.config_addr(0), 0x0000_ff00);
     }
 }

@@ -53,11 +53,7 @@ const MSIX_TABLE_SIZE_MASK: u16 = 0x7ff;
 const BIR_MASK: u32 = 0x7;
 
 /// Reads the MSI-X capability whose header is at `offset`.
-pub fn read_msix(
-    cfg: &mut impl ConfigAccess,
-    bdf: Bdf,
-    offset: u16,
-) -> Result<MsixInfo, ConfigError> {
+pub fn read_msix(cfg: &mut impl ConfigAccess, bdf: Bdf, offset: u16) -> Result<MsixInfo, ConfigError> {
     let control = cfg.read_u16(bdf, field(offset, MSIX_CONTROL)?)?;
     let table = cfg.read_u32(bdf, field(offset, MSIX_TABLE)?)?;
     let pba = cfg.read_u32(bdf, field(offset, MSIX_PBA)?)?;
@@ -71,11 +67,7 @@ pub fn read_msix(
 }
 
 /// Reads the SR-IOV extended capability whose header is at `offset`.
-pub fn read_sriov(
-    cfg: &mut impl ConfigAccess,
-    bdf: Bdf,
-    offset: u16,
-) -> Result<SriovInfo, ConfigError> {
+pub fn read_sriov(cfg: &mut impl ConfigAccess, bdf: Bdf, offset: u16) -> Result<SriovInfo, ConfigError> {
     Ok(SriovInfo {
         initial_vfs: cfg.read_u16(bdf, field(offset, 0x0c)?)?,
         total_vfs: cfg.read_u16(bdf, field(offset, 0x0e)?)?,

@@ -153,9 +153,7 @@ pub fn walk_capabilities(
     let mut visited = 0u64; // one bit per dword of the 256-byte space
     while pointer != 0 {
         if pointer < FIRST_CAPABILITY_OFFSET {
-            problems.push(format!(
-                "capability pointer {pointer:#04x} points into the header"
-            ));
+            problems.push(format!("capability pointer {pointer:#04x} points into the header"));
             break;
         }
         let bit = 1u64 << (pointer / 4);
@@ -176,10 +174,7 @@ pub fn walk_capabilities(
             problems.push(format!("capability at {pointer:#04x} reads all ones"));
             break;
         }
-        capabilities.push(Capability {
-            kind: CapabilityKind::from_id(id),
-            offset: pointer,
-        });
+        capabilities.push(Capability { kind: CapabilityKind::from_id(id), offset: pointer });
         pointer = ((header >> 8) as u8) & 0xfc;
     }
     capabilities
@@ -221,12 +216,8 @@ pub fn walk_extended_capabilities(
             break;
         }
         let next_slot = usize::from(next / 4);
-        if next < EXTENDED_CAPABILITIES_START
-            || visited[next_slot / 64] & (1 << (next_slot % 64)) != 0
-        {
-            problems.push(format!(
-                "extended capability list loops or escapes at {next:#05x}"
-            ));
+        if next < EXTENDED_CAPABILITIES_START || visited[next_slot / 64] & (1 << (next_slot % 64)) != 0 {
+            problems.push(format!("extended capability list loops or escapes at {next:#05x}"));
             break;
         }
         offset = next;

@@ -72,13 +72,7 @@ impl ConfigError {
     /// True for errors that mean "nothing at this address": [`ConfigError::NoDevice`] and
     /// RTAS status −1, which is what QEMU returns for an absent device.
     pub const fn means_absent(self) -> bool {
-        matches!(
-            self,
-            ConfigError::NoDevice
-                | ConfigError::Failed {
-                    status: RTAS_HARDWARE_ERROR
-                }
-        )
+        matches!(self, ConfigError::NoDevice | ConfigError::Failed { status: RTAS_HARDWARE_ERROR })
     }
 }
 
@@ -96,9 +90,7 @@ impl fmt::Display for ConfigError {
 /// 4 KiB extended configuration space. Implementations of [`ConfigAccess`] may use it.
 pub const fn check_offset(offset: u16, width: Width) -> Result<(), ConfigError> {
     let bytes = width.bytes();
-    if !offset.is_multiple_of(bytes)
-        || offset as u32 + bytes as u32 > EXTENDED_CONFIG_SPACE_SIZE as u32
-    {
+    if !offset.is_multiple_of(bytes) || offset as u32 + bytes as u32 > EXTENDED_CONFIG_SPACE_SIZE as u32 {
         Err(ConfigError::BadOffset)
     } else {
         Ok(())
@@ -115,8 +107,7 @@ pub trait ConfigAccess {
     fn read(&mut self, bdf: Bdf, offset: u16, width: Width) -> Result<u32, ConfigError>;
 
     /// Writes the low `width` bytes of `value` at `offset` of `bdf`'s configuration space.
-    fn write(&mut self, bdf: Bdf, offset: u16, width: Width, value: u32)
-        -> Result<(), ConfigError>;
+    fn write(&mut self, bdf: Bdf, offset: u16, width: Width, value: u32) -> Result<(), ConfigError>;
 
     /// Reads one byte.
     fn read_u8(&mut self, bdf: Bdf, offset: u16) -> Result<u8, ConfigError> {
@@ -154,10 +145,7 @@ mod tests {
         assert_eq!(check_offset(0xffe, Width::Word), Ok(()));
         assert_eq!(check_offset(0xfff, Width::Byte), Ok(()));
         assert_eq!(check_offset(0x2, Width::Dword), Err(ConfigError::BadOffset));
-        assert_eq!(
-            check_offset(0x1000, Width::Byte),
-            Err(ConfigError::BadOffset)
-        );
+        assert_eq!(check_offset(0x1000, Width::Byte), Err(ConfigError::BadOffset));
     }
 
     #[test]

@@ -18,16 +18,13 @@ use alloc::{collections::VecDeque, format, vec::Vec};
 use super::bar::probe_bars;
 use super::bdf::{Bdf, DEVICES_PER_BUS, FUNCTIONS_PER_DEVICE};
 use super::cap_info::{read_msix, read_sriov};
-use super::caps::{
-    walk_capabilities, walk_extended_capabilities, CapabilityKind, ExtCapabilityKind,
-};
+use super::caps::{walk_capabilities, walk_extended_capabilities, CapabilityKind, ExtCapabilityKind};
 use super::config::{ConfigAccess, ConfigError};
 use super::error::PciError;
 use super::function::Function;
 use super::header::{
-    Status, BARS_BRIDGE, BARS_NORMAL, COMMAND, HEADER_TYPE, HEADER_TYPE_BRIDGE,
-    HEADER_TYPE_LAYOUT_MASK, HEADER_TYPE_MULTIFUNCTION, HEADER_TYPE_NORMAL, REVISION_ID,
-    SECONDARY_BUS, STATUS, VENDOR_ID,
+    Status, BARS_BRIDGE, BARS_NORMAL, COMMAND, HEADER_TYPE, HEADER_TYPE_BRIDGE, HEADER_TYPE_LAYOUT_MASK,
+    HEADER_TYPE_MULTIFUNCTION, HEADER_TYPE_NORMAL, REVISION_ID, SECONDARY_BUS, STATUS, VENDOR_ID,
 };
 
 /// Set of bus numbers already scanned or queued.
@@ -77,15 +74,11 @@ fn queue_secondary_bus(function: &mut Function, seen: &mut BusSet, pending: &mut
         return;
     };
     if bus == 0 {
-        function
-            .problems
-            .push("secondary bus number not assigned".into());
+        function.problems.push("secondary bus number not assigned".into());
     } else if seen.insert(bus) {
         pending.push_back(bus);
     } else {
-        function.problems.push(format!(
-            "secondary bus {bus:02x} already scanned: not followed"
-        ));
+        function.problems.push(format!("secondary bus {bus:02x} already scanned: not followed"));
     }
 }
 
@@ -94,11 +87,7 @@ fn scan_bus(cfg: &mut impl ConfigAccess, bus: u8, out: &mut Vec<Function>) -> Op
     let mut first_failure = None;
     for device in 0..DEVICES_PER_BUS {
         for function in 0..FUNCTIONS_PER_DEVICE {
-            let bdf = Bdf {
-                bus,
-                device,
-                function,
-            };
+            let bdf = Bdf { bus, device, function };
             match probe_function(cfg, bdf) {
                 Ok(Some(found)) => {
                     let more = function == 0 && found.multifunction;
@@ -111,11 +100,7 @@ fn scan_bus(cfg: &mut impl ConfigAccess, bus: u8, out: &mut Vec<Function>) -> Op
                 Ok(None) => {}
                 Err(error) => {
                     log::warn!("pci {bdf}: vendor ID read failed: {error}");
-                    first_failure.get_or_insert(PciError::Config {
-                        bdf,
-                        offset: VENDOR_ID,
-                        error,
-                    });
+                    first_failure.get_or_insert(PciError::Config { bdf, offset: VENDOR_ID, error });
                     if function == 0 {
                         break;
                     }
@@ -152,18 +137,14 @@ fn read_identity(cfg: &mut impl ConfigAccess, function: &mut Function) {
             function.revision = (value & 0xff) as u8;
             function.class_code = value >> 8;
         }
-        Err(error) => function
-            .problems
-            .push(format!("class code unreadable ({error})")),
+        Err(error) => function.problems.push(format!("class code unreadable ({error})")),
     }
     match cfg.read_u8(bdf, HEADER_TYPE) {
         Ok(value) => {
             function.header_type = value & HEADER_TYPE_LAYOUT_MASK;
             function.multifunction = value & HEADER_TYPE_MULTIFUNCTION != 0;
         }
-        Err(error) => function
-            .problems
-            .push(format!("header type unreadable ({error})")),
+        Err(error) => function.problems.push(format!("header type unreadable ({error})")),
     }
 }
 
@@ -178,20 +159,14 @@ fn read_layout(cfg: &mut impl ConfigAccess, function: &mut Function) {
             function.bars = probe_bars(cfg, bdf, BARS_BRIDGE, &mut function.problems);
             match cfg.read_u8(bdf, SECONDARY_BUS) {
                 Ok(bus) => function.secondary_bus = Some(bus),
-                Err(error) => function
-                    .problems
-                    .push(format!("secondary bus number unreadable ({error})")),
+                Err(error) => function.problems.push(format!("secondary bus number unreadable ({error})")),
             }
         }
-        other => function
-            .problems
-            .push(format!("unsupported header type {other:#04x}: not decoded")),
+        other => function.problems.push(format!("unsupported header type {other:#04x}: not decoded")),
     }
     match cfg.read_u16(bdf, COMMAND) {
         Ok(command) => function.command = command,
-        Err(error) => function
-            .problems
-            .push(format!("command unreadable ({error})")),
+        Err(error) => function.problems.push(format!("command unreadable ({error})")),
     }
 }
 
@@ -204,9 +179,7 @@ fn read_capabilities(cfg: &mut impl ConfigAccess, function: &mut Function) {
     let status = match cfg.read_u16(bdf, STATUS) {
         Ok(status) => Status::from_bits_retain(status),
         Err(error) => {
-            function
-                .problems
-                .push(format!("status unreadable ({error})"));
+            function.problems.push(format!("status unreadable ({error})"));
             return;
         }
     };
@@ -215,18 +188,12 @@ fn read_capabilities(cfg: &mut impl ConfigAccess, function: &mut Function) {
     }
     function.capabilities = walk_capabilities(cfg, bdf, &mut function.problems);
     read_msix_capability(cfg, function);
-    if function
-        .find_capability(CapabilityKind::PciExpress)
-        .is_some()
-    {
-        function.extended_capabilities =
-            walk_extended_capabilities(cfg, bdf, &mut function.problems);
+    if function.find_capability(CapabilityKind::PciExpress).is_some() {
+        function.extended_capabilities = walk_extended_capabilities(cfg, bdf, &mut function.problems);
         if let Some(cap) = function.find_extended_capability(ExtCapabilityKind::SingleRootIov) {
             match read_sriov(cfg, bdf, cap.offset) {
                 Ok(info) => function.sriov = Some(info),
-                Err(error) => function
-                    .problems
-                    .push(format!("SR-IOV unreadable ({error})")),
+                Err(error) => function.problems.push(format!("SR-IOV unreadable ({error})")),
             }
         }
     }
@@ -247,8 +214,6 @@ fn read_msix_capability(cfg: &mut impl ConfigAccess, function: &mut Function) {
             }
             function.msix = Some(info);
         }
-        Err(error) => function
-            .problems
-            .push(format!("MSI-X unreadable ({error})")),
+        Err(error) => function.problems.push(format!("MSI-X unreadable ({error})")),
     }
 }

@@ -16,8 +16,8 @@ use super::config::{
     RTAS_HARDWARE_ERROR,
 };
 use super::header::{
-    bar_offset, Command, CAPABILITIES_POINTER, COMMAND, HEADER_TYPE, HEADER_TYPE_BRIDGE,
-    PRIMARY_BUS, SECONDARY_BUS, STATUS, SUBORDINATE_BUS,
+    bar_offset, Command, CAPABILITIES_POINTER, COMMAND, HEADER_TYPE, HEADER_TYPE_BRIDGE, PRIMARY_BUS,
+    SECONDARY_BUS, STATUS, SUBORDINATE_BUS,
 };
 
 /// How accesses to a function that does not exist are answered.
@@ -53,11 +53,7 @@ impl FakeFunction {
             last_extended_header: None,
             next_extended: 0x100,
         };
-        function.poke(
-            0x00,
-            u32::from(vendor_id) | (u32::from(device_id) << 16),
-            Width::Dword,
-        );
+        function.poke(0x00, u32::from(vendor_id) | (u32::from(device_id) << 16), Width::Dword);
         function.poke(0x08, class_code << 8 | 0x01, Width::Dword);
         function.set_mask(COMMAND, 0x07ff, Width::Word);
         function
@@ -66,10 +62,7 @@ impl FakeFunction {
     /// Stores `value` at `offset` regardless of the write mask.
     pub fn poke(&mut self, offset: u16, value: u32, width: Width) {
         let start = usize::from(offset);
-        for (i, byte) in value.to_le_bytes()[..usize::from(width.bytes())]
-            .iter()
-            .enumerate()
-        {
+        for (i, byte) in value.to_le_bytes()[..usize::from(width.bytes())].iter().enumerate() {
             self.data[start + i] = *byte;
         }
     }
@@ -86,10 +79,7 @@ impl FakeFunction {
     /// Makes the bits of `mask` at `offset` writable.
     pub fn set_mask(&mut self, offset: u16, mask: u32, width: Width) {
         let start = usize::from(offset);
-        for (i, byte) in mask.to_le_bytes()[..usize::from(width.bytes())]
-            .iter()
-            .enumerate()
-        {
+        for (i, byte) in mask.to_le_bytes()[..usize::from(width.bytes())].iter().enumerate() {
             self.write_mask[start + i] = *byte;
         }
     }
@@ -178,11 +168,7 @@ impl FakeFunction {
             let header = self.peek(previous, Width::Dword) | (u32::from(offset) << 20);
             self.poke(previous, header, Width::Dword);
         }
-        self.poke(
-            offset,
-            u32::from(id) | (u32::from(version) << 16),
-            Width::Dword,
-        );
+        self.poke(offset, u32::from(id) | (u32::from(version) << 16), Width::Dword);
         for (i, byte) in body.iter().enumerate() {
             self.data[usize::from(offset) + 4 + i] = *byte;
         }
@@ -199,10 +185,7 @@ impl FakeFunction {
 
     fn write_masked(&mut self, offset: u16, width: Width, value: u32) {
         let start = usize::from(offset);
-        for (i, byte) in value.to_le_bytes()[..usize::from(width.bytes())]
-            .iter()
-            .enumerate()
-        {
+        for (i, byte) in value.to_le_bytes()[..usize::from(width.bytes())].iter().enumerate() {
             let mask = self.write_mask[start + i];
             self.data[start + i] = (self.data[start + i] & !mask) | (byte & mask);
         }
@@ -241,8 +224,7 @@ impl FakeConfigSpace {
         device_id: u16,
         class_code: u32,
     ) -> &mut FakeFunction {
-        self.functions
-            .insert(bdf, FakeFunction::new(vendor_id, device_id, class_code));
+        self.functions.insert(bdf, FakeFunction::new(vendor_id, device_id, class_code));
         self.function_mut(bdf)
     }
 
@@ -261,29 +243,20 @@ impl FakeConfigSpace {
         self.failing.insert(bdf, status);
     }
 
-    fn check(
-        &self,
-        bdf: Bdf,
-        offset: u16,
-        width: Width,
-    ) -> Result<Option<&FakeFunction>, ConfigError> {
+    fn check(&self, bdf: Bdf, offset: u16, width: Width) -> Result<Option<&FakeFunction>, ConfigError> {
         check_offset(offset, width)?;
         if let Some(&status) = self.failing.get(&bdf) {
             return Err(ConfigError::Failed { status });
         }
         let Some(function) = self.functions.get(&bdf) else {
             return match self.absent {
-                AbsentResponse::RtasHardwareError => Err(ConfigError::Failed {
-                    status: RTAS_HARDWARE_ERROR,
-                }),
+                AbsentResponse::RtasHardwareError => Err(ConfigError::Failed { status: RTAS_HARDWARE_ERROR }),
                 AbsentResponse::NoDevice => Err(ConfigError::NoDevice),
                 AbsentResponse::AllOnes => Ok(None),
             };
         };
         if offset + width.bytes() > function.config_size {
-            return Err(ConfigError::Failed {
-                status: RTAS_HARDWARE_ERROR,
-            });
+            return Err(ConfigError::Failed { status: RTAS_HARDWARE_ERROR });
         }
         Ok(Some(function))
     }
@@ -303,13 +276,7 @@ impl ConfigAccess for FakeConfigSpace {
         })
     }
 
-    fn write(
-        &mut self,
-        bdf: Bdf,
-        offset: u16,
-        width: Width,
-        value: u32,
-    ) -> Result<(), ConfigError> {
+    fn write(&mut self, bdf: Bdf, offset: u16, width: Width, value: u32) -> Result<(), ConfigError> {
         if self.check(bdf, offset, width)?.is_none() {
             return Ok(());
         }

@@ -81,18 +81,12 @@ impl Function {
 
     /// The first standard capability of `kind`.
     pub fn find_capability(&self, kind: CapabilityKind) -> Option<Capability> {
-        self.capabilities
-            .iter()
-            .copied()
-            .find(|cap| cap.kind == kind)
+        self.capabilities.iter().copied().find(|cap| cap.kind == kind)
     }
 
     /// The first extended capability of `kind`.
     pub fn find_extended_capability(&self, kind: ExtCapabilityKind) -> Option<ExtCapability> {
-        self.extended_capabilities
-            .iter()
-            .copied()
-            .find(|cap| cap.kind == kind)
+        self.extended_capabilities.iter().copied().find(|cap| cap.kind == kind)
     }
 
     /// Capability names as a stable lower-case comma list, e.g. `"pm,msi,pcie,msix,sriov"`:
@@ -130,20 +124,15 @@ mod tests {
     use super::*;
 
     fn cap(id: u8, offset: u8) -> Capability {
-        Capability {
-            kind: CapabilityKind::from_id(id),
-            offset,
-        }
+        Capability { kind: CapabilityKind::from_id(id), offset }
     }
 
     #[test]
     fn capability_names_sorted_deduplicated() {
         let mut function = Function::new(Bdf::new(0, 1, 0).unwrap(), 0x1af4, 0x1041);
         assert_eq!(function.capability_names(), "none");
-        function.capabilities = [0x11, 0x09, 0x09, 0x10, 0x05, 0x01, 0x42]
-            .iter()
-            .map(|&id| cap(id, 0x40))
-            .collect();
+        function.capabilities =
+            [0x11, 0x09, 0x09, 0x10, 0x05, 0x01, 0x42].iter().map(|&id| cap(id, 0x40)).collect();
         function.extended_capabilities.push(ExtCapability {
             kind: ExtCapabilityKind::SingleRootIov,
             version: 1,
@@ -154,10 +143,7 @@ mod tests {
             version: 1,
             offset: 0x140,
         });
-        assert_eq!(
-            function.capability_names(),
-            "pm,msi,vendor,pcie,msix,cap42,sriov,ext0abc"
-        );
+        assert_eq!(function.capability_names(), "pm,msi,vendor,pcie,msix,cap42,sriov,ext0abc");
     }
 
     #[test]
