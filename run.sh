@@ -49,7 +49,8 @@ ensure_toolchain() {
     fi
     command -v rustup >/dev/null 2>&1 || die "rustup is not installed; install it from your distribution or rustup.rs"
     # RUSTUP_AUTO_INSTALL=0 is set on some machines: install the pinned toolchain explicitly.
-    (cd "$ROOT" && rustup toolchain install >/dev/null 2>&1) || (cd "$ROOT" && rustup toolchain install) \
+    (cd "$ROOT" && rustup toolchain install --no-self-update >/dev/null 2>&1) \
+        || (cd "$ROOT" && rustup toolchain install --no-self-update) \
         || die "rustup toolchain install (rust-toolchain.toml) failed"
 }
 
