@@ -34,7 +34,9 @@ impl fmt::Display for ImageError {
             ImageError::NotElf => write!(f, "not a 64-bit little-endian ELF file"),
             ImageError::Truncated => write!(f, "ELF headers or segments run past the end of the file"),
             ImageError::Layout(why) => write!(f, "unsupported ELF layout: {why}"),
-            ImageError::TooLarge(n) => write!(f, "image would be {n} bytes, QEMU accepts at most {MAX_IMAGE}"),
+            ImageError::TooLarge(n) => {
+                write!(f, "image would be {n} bytes, QEMU accepts at most {MAX_IMAGE}")
+            }
         }
     }
 }
@@ -83,7 +85,9 @@ pub fn load_segment(elf: &[u8]) -> Result<Segment, ImageError> {
         let offset = u64_at(elf, ph + 8)? as usize;
         let vaddr = u64_at(elf, ph + 16)?;
         let filesz = u64_at(elf, ph + 32)? as usize;
-        let bytes = elf.get(offset..offset.checked_add(filesz).ok_or(ImageError::Truncated)?).ok_or(ImageError::Truncated)?;
+        let bytes = elf
+            .get(offset..offset.checked_add(filesz).ok_or(ImageError::Truncated)?)
+            .ok_or(ImageError::Truncated)?;
         loads.push(Segment { vaddr, bytes: bytes.to_vec(), entry });
     }
     match loads.len() {
@@ -97,23 +101,23 @@ fn stub(dest: u64, words: u32, entry: u64) -> Vec<u32> {
     let hi = |v: u64| ((v >> 16) & 0xffff) as u32;
     let lo = |v: u64| (v & 0xffff) as u32;
     vec![
-        0x3d40_0000 | hi(dest),                         // lis   r10, dest@h
-        0x614a_0000 | lo(dest),                         // ori   r10, r10, dest@l
-        0x3960_0000 | PAYLOAD_OFFSET as u32,            // li    r11, PAYLOAD_OFFSET
-        0x3d80_0000 | hi(u64::from(words)),             // lis   r12, words@h
-        0x618c_0000 | lo(u64::from(words)),             // ori   r12, r12, words@l
-        0x7d89_03a6,                                    // mtctr r12
-        0x800b_0000,                                    // 1: lwz r0, 0(r11)
-        0x900a_0000,                                    //    stw r0, 0(r10)
-        0x396b_0004,                                    //    addi r11, r11, 4
-        0x394a_0004,                                    //    addi r10, r10, 4
-        0x4200_fff0,                                    //    bdnz 1b
-        0x7c00_04ac,                                    // sync
-        0x4c00_012c,                                    // isync
-        0x3d40_0000 | hi(entry),                        // lis   r10, entry@h
-        0x614a_0000 | lo(entry),                        // ori   r10, r10, entry@l
-        0x7d49_03a6,                                    // mtctr r10
-        0x4e80_0420,                                    // bctr
+        0x3d40_0000 | hi(dest),              // lis   r10, dest@h
+        0x614a_0000 | lo(dest),              // ori   r10, r10, dest@l
+        0x3960_0000 | PAYLOAD_OFFSET as u32, // li    r11, PAYLOAD_OFFSET
+        0x3d80_0000 | hi(u64::from(words)),  // lis   r12, words@h
+        0x618c_0000 | lo(u64::from(words)),  // ori   r12, r12, words@l
+        0x7d89_03a6,                         // mtctr r12
+        0x800b_0000,                         // 1: lwz r0, 0(r11)
+        0x900a_0000,                         //    stw r0, 0(r10)
+        0x396b_0004,                         //    addi r11, r11, 4
+        0x394a_0004,                         //    addi r10, r10, 4
+        0x4200_fff0,                         //    bdnz 1b
+        0x7c00_04ac,                         // sync
+        0x4c00_012c,                         // isync
+        0x3d40_0000 | hi(entry),             // lis   r10, entry@h
+        0x614a_0000 | lo(entry),             // ori   r10, r10, entry@l
+        0x7d49_03a6,                         // mtctr r10
+        0x4e80_0420,                         // bctr
     ]
 }
 
@@ -121,7 +125,10 @@ fn stub(dest: u64, words: u32, entry: u64) -> Vec<u32> {
 pub fn bios_image(elf: &[u8]) -> Result<Vec<u8>, ImageError> {
     let segment = load_segment(elf)?;
     if segment.vaddr >= 0x8000_0000 || segment.entry >= 0x8000_0000 || segment.vaddr < 0x40_0000 {
-        return Err(ImageError::Layout(format!("segment at {:#x} / entry {:#x}", segment.vaddr, segment.entry)));
+        return Err(ImageError::Layout(format!(
+            "segment at {:#x} / entry {:#x}",
+            segment.vaddr, segment.entry
+        )));
     }
     let total = PAYLOAD_OFFSET + segment.bytes.len();
     if total > MAX_IMAGE {
@@ -177,6 +184,9 @@ mod tests {
         elf.truncate(0x108);
         assert_eq!(bios_image(&elf), Err(ImageError::Truncated));
         assert!(matches!(bios_image(&fake_elf(0x1000, &[0; 4])), Err(ImageError::Layout(_))));
-        assert!(matches!(bios_image(&fake_elf(0x40_0000, &vec![0; MAX_IMAGE])), Err(ImageError::TooLarge(_))));
+        assert!(matches!(
+            bios_image(&fake_elf(0x40_0000, &vec![0; MAX_IMAGE])),
+            Err(ImageError::TooLarge(_))
+        ));
     }
 }

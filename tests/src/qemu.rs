@@ -1,0 +1,604 @@
+//! Booting the kernel under QEMU `pseries`: one [`Scenario`] per boot, one [`Outcome`] back.
+//!
+//! Every scenario has its own directory `target/qemu-tests/<name>/` holding `console.log`
+//! (QEMU's stdout and stderr, in order), `trace.log` (QEMU's `-trace` output), `command.txt`
+//! (the command line, for reproducing by hand) and any disk images. Names must be unique among
+//! scenarios running at the same time; the harness panics on a clash.
+
+use crate::build::{kernel_artifacts, target_dir, Artifacts};
+use crate::kv::Kv;
+use crate::trace::Trace;
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// `-M` for every boot: pseries with the speculation capabilities TCG cannot provide.
+pub const MACHINE: &str = "pseries,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off";
+
+/// Trace events enabled unless a scenario says otherwise.
+pub const DEFAULT_TRACE: &[&str] = &["pci_cfg_*", "pci_update_mappings_*", "spapr_iommu_*"];
+
+/// How the kernel is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Firmware {
+    /// QEMU's default firmware, SLOF, loading the ELF given with `-kernel`.
+    Slof,
+    /// QEMU's Virtual Open Firmware (`x-vof=on`), loading the ELF given with `-kernel`.
+    Vof,
+    /// No firmware: the raw image as `-bios`, entered with QEMU's FDT in r3.
+    Bios,
+}
+
+impl Firmware {
+    /// All three paths.
+    pub const ALL: [Firmware; 3] = [Firmware::Slof, Firmware::Vof, Firmware::Bios];
+
+    /// Short name for directories and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Slof => "slof",
+            Firmware::Vof => "vof",
+            Firmware::Bios => "bios",
+        }
+    }
+
+    /// What the kernel prints as `boot.firmware` on this path.
+    pub fn reported_name(self) -> &'static str {
+        match self {
+            Firmware::Slof => "slof",
+            Firmware::Vof => "vof",
+            Firmware::Bios => "fdt",
+        }
+    }
+
+    /// What the kernel prints as `boot.rtas` on this path.
+    pub fn reported_rtas(self) -> &'static str {
+        match self {
+            Firmware::Slof | Firmware::Vof => "instantiated",
+            Firmware::Bios => "h-rtas",
+        }
+    }
+
+    /// A generous timeout (TCG on a shared machine; SLOF alone needs ~4 s).
+    pub fn default_timeout(self) -> Duration {
+        match self {
+            Firmware::Slof => Duration::from_secs(60),
+            Firmware::Vof | Firmware::Bios => Duration::from_secs(30),
+        }
+    }
+}
+
+/// A raw disk image the harness creates in the scenario directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Disk {
+    id: String,
+    bytes: u64,
+}
+
+/// One QEMU boot to perform.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    name: String,
+    firmware: Firmware,
+    memory: String,
+    smp: Option<u32>,
+    args: Vec<String>,
+    append: Option<String>,
+    timeout: Duration,
+    trace: Vec<String>,
+    disks: Vec<Disk>,
+}
+
+impl Scenario {
+    /// A 512M, single-CPU boot with no devices, the default trace events and the firmware's
+    /// default timeout. `name` names the output directory: `[A-Za-z0-9_.-]+`.
+    pub fn new(name: &str, firmware: Firmware) -> Self {
+        let valid = !name.is_empty()
+            && !name.starts_with('.')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        assert!(valid, "scenario name {name:?} must match [A-Za-z0-9_.-]+ (it names a directory)");
+        Self {
+            name: name.to_string(),
+            firmware,
+            memory: "512M".to_string(),
+            smp: None,
+            args: Vec::new(),
+            append: None,
+            timeout: firmware.default_timeout(),
+            trace: DEFAULT_TRACE.iter().map(|s| s.to_string()).collect(),
+            disks: Vec::new(),
+        }
+    }
+
+    /// `-m` value, e.g. `2G` or `2G,maxmem=8G,slots=2`.
+    pub fn memory(mut self, memory: &str) -> Self {
+        self.memory = memory.to_string();
+        self
+    }
+
+    /// `-smp` value.
+    pub fn smp(mut self, cpus: u32) -> Self {
+        self.smp = Some(cpus);
+        self
+    }
+
+    /// Extra QEMU arguments, appended as given.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// `-device SPEC`.
+    pub fn device(self, spec: &str) -> Self {
+        self.args(["-device", spec])
+    }
+
+    /// Kernel command line (`-append`); QEMU refuses it with `-bios`.
+    pub fn append(mut self, cmdline: &str) -> Self {
+        self.append = Some(cmdline.to_string());
+        self
+    }
+
+    /// How long QEMU may run before it is killed and the outcome marked `timed_out`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Replaces the trace event patterns (empty: no `-trace`/`-D`).
+    pub fn trace<I, S>(mut self, patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.trace = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// A zero-filled raw disk `<dir>/<id>.img` of `bytes`, as `-drive …,if=none,id=<id>`.
+    pub fn disk(mut self, id: &str, bytes: u64) -> Self {
+        self.disks.push(Disk { id: id.to_string(), bytes });
+        self
+    }
+
+    /// A 1 MiB disk `id` behind a modern virtio-blk that translates DMA through the PHB's
+    /// IOMMU, on `bus` (QEMU's default bus when `None`; `pci.0` is the default PHB's, `ID.0`
+    /// that of `-device spapr-pci-host-bridge,id=ID`).
+    pub fn virtio_blk(self, id: &str, bus: Option<&str>) -> Self {
+        let mut spec = format!("virtio-blk-pci,drive={id},disable-legacy=on,iommu_platform=on");
+        if let Some(bus) = bus {
+            spec.push_str(&format!(",bus={bus}"));
+        }
+        self.disk(id, 1 << 20).device(&spec)
+    }
+
+    /// The default device set: a virtio-blk (1 MiB disk `disk0`) and QEMU's `edu` device.
+    pub fn default_devices(self) -> Self {
+        self.virtio_blk("disk0", None).device("edu")
+    }
+
+    /// The scenario's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The scenario's firmware.
+    pub fn firmware(&self) -> Firmware {
+        self.firmware
+    }
+
+    /// The output directory, `target/qemu-tests/<name>`.
+    pub fn dir(&self) -> PathBuf {
+        target_dir().join("qemu-tests").join(&self.name)
+    }
+
+    /// The QEMU binary: `$QEMU_SYSTEM_PPC64` or `qemu-system-ppc64` on `PATH`.
+    pub fn qemu_binary() -> PathBuf {
+        std::env::var_os("QEMU_SYSTEM_PPC64")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("qemu-system-ppc64"))
+    }
+
+    /// QEMU's arguments for this scenario with the given kernel.
+    pub fn qemu_args(&self, kernel: &Artifacts) -> Vec<String> {
+        let dir = self.dir();
+        let machine = match self.firmware {
+            Firmware::Vof => format!("{MACHINE},x-vof=on"),
+            Firmware::Slof | Firmware::Bios => MACHINE.to_string(),
+        };
+        let mut args: Vec<String> = vec!["-M".into(), machine, "-m".into(), self.memory.clone()];
+        if let Some(cpus) = self.smp {
+            args.extend(["-smp".into(), cpus.to_string()]);
+        }
+        args.extend(
+            [
+                "-nodefaults",
+                "-nographic",
+                "-serial",
+                "mon:stdio",
+                "-no-reboot",
+                "-action",
+                "panic=exit-failure",
+            ]
+            .map(String::from),
+        );
+        match self.firmware {
+            Firmware::Slof | Firmware::Vof => {
+                args.extend(["-kernel".into(), path_arg(&kernel.elf)]);
+            }
+            Firmware::Bios => args.extend(["-bios".into(), path_arg(&kernel.bios)]),
+        }
+        if let Some(cmdline) = &self.append {
+            args.extend(["-append".into(), cmdline.clone()]);
+        }
+        for pattern in &self.trace {
+            args.extend(["-trace".into(), pattern.clone()]);
+        }
+        if !self.trace.is_empty() {
+            args.extend(["-D".into(), path_arg(&dir.join("trace.log"))]);
+        }
+        for disk in &self.disks {
+            let file = path_arg(&dir.join(format!("{}.img", disk.id))).replace(',', ",,");
+            args.extend(["-drive".into(), format!("file={file},if=none,id={},format=raw", disk.id)]);
+        }
+        args.extend(self.args.iter().cloned());
+        args
+    }
+
+    /// Boots with the kernel from [`kernel_artifacts`]; see [`Scenario::run_with`].
+    pub fn run(&self) -> Outcome {
+        self.run_with(kernel_artifacts())
+    }
+
+    /// Boots QEMU, waits for it to exit or for the timeout (then kills it), and collects the
+    /// console, the trace and the report. Panics only on harness problems (QEMU missing,
+    /// directory not writable, name clash, `-append` with `-bios`).
+    pub fn run_with(&self, kernel: &Artifacts) -> Outcome {
+        assert!(
+            !(self.firmware == Firmware::Bios && self.append.is_some()),
+            "scenario {}: QEMU refuses -append without -kernel, so the bios path takes no \
+             kernel arguments",
+            self.name
+        );
+        let _claim = NameClaim::new(&self.name);
+        let dir = self.dir();
+        if dir.exists() {
+            fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("cannot clear {}: {e}", dir.display()));
+        }
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        for disk in &self.disks {
+            let path = dir.join(format!("{}.img", disk.id));
+            let file =
+                File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+            file.set_len(disk.bytes).unwrap_or_else(|e| panic!("cannot size {}: {e}", path.display()));
+        }
+        let qemu = Self::qemu_binary();
+        let args = self.qemu_args(kernel);
+        let command_line = std::iter::once(qemu.display().to_string())
+            .chain(args.iter().map(|a| shell_quote(a)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = fs::write(dir.join("command.txt"), format!("{command_line}\n"));
+        let console_path = dir.join("console.log");
+        let trace_path = dir.join("trace.log");
+        let console_file = File::create(&console_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", console_path.display()));
+        let stderr_file = console_file
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot duplicate the console file handle: {e}"));
+
+        let start = Instant::now();
+        let mut child = Command::new(&qemu)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(console_file)
+            .stderr(stderr_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", qemu.display()));
+        let (status, timed_out) = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break (Some(status), false),
+                Ok(None) => {}
+                Err(e) => panic!("waiting for QEMU (scenario {}) failed: {e}", self.name),
+            }
+            if start.elapsed() >= self.timeout {
+                let _ = child.kill();
+                break (child.wait().ok(), true);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let wall = start.elapsed();
+
+        let console = read_lossy(&console_path);
+        let trace = read_lossy(&trace_path);
+        let kv = Kv::parse(&console);
+        Outcome {
+            name: self.name.clone(),
+            firmware: self.firmware,
+            dir,
+            command_line,
+            exit_code: if timed_out { None } else { status.and_then(|s| s.code()) },
+            exit_status: status,
+            timed_out,
+            timeout: self.timeout,
+            console,
+            trace,
+            wall,
+            kv,
+        }
+    }
+}
+
+/// What one boot produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The scenario's name.
+    pub name: String,
+    /// The scenario's firmware.
+    pub firmware: Firmware,
+    /// The scenario's output directory.
+    pub dir: PathBuf,
+    /// The QEMU command line, shell-quoted.
+    pub command_line: String,
+    /// QEMU's exit code; `None` after a timeout or a death by signal.
+    pub exit_code: Option<i32>,
+    /// QEMU's raw exit status (the kill's status after a timeout).
+    pub exit_status: Option<ExitStatus>,
+    /// QEMU was killed because the timeout expired.
+    pub timed_out: bool,
+    /// The timeout that applied.
+    pub timeout: Duration,
+    /// QEMU's stdout and stderr (the guest console and QEMU's messages), lossily decoded.
+    pub console: String,
+    /// QEMU's trace log (empty when tracing was off or nothing was logged).
+    pub trace: String,
+    /// From spawning QEMU to its exit (or to the kill).
+    pub wall: Duration,
+    /// The kernel's `key=value` report.
+    pub kv: Kv,
+}
+
+impl Outcome {
+    /// The last `n` console lines (without `\r`), joined with newlines.
+    pub fn tail(&self, n: usize) -> String {
+        let lines: Vec<&str> = self.console.lines().map(|l| l.trim_end_matches('\r')).collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The parsed trace log.
+    pub fn parsed_trace(&self) -> Trace {
+        Trace::parse(&self.trace)
+    }
+
+    /// A description for failure messages: status, timeout flag, paths, the console tail.
+    pub fn context(&self) -> String {
+        format!(
+            "scenario {} ({}): exit code {:?}, exit status {}, timed out: {} (timeout {:?}), \
+             wall {:.2?}\nlogs: {}\n--- last 40 console lines ---\n{}\n--- end of console ---",
+            self.name,
+            self.firmware.name(),
+            self.exit_code,
+            self.exit_status.map_or_else(|| "unknown".to_string(), |s| s.to_string()),
+            self.timed_out,
+            self.timeout,
+            self.wall,
+            self.dir.display(),
+            self.tail(40)
+        )
+    }
+
+    /// Panics with `message` and the [`Outcome::context`].
+    #[track_caller]
+    pub fn fail(&self, message: &str) -> ! {
+        panic!("{message}\n{}", self.context())
+    }
+
+    /// Asserts QEMU exited by itself with `code`.
+    #[track_caller]
+    pub fn expect_exit(&self, code: i32) -> &Self {
+        if self.timed_out || self.exit_code != Some(code) {
+            self.fail(&format!("expected QEMU to exit with status {code}"));
+        }
+        self
+    }
+
+    /// Asserts a clean run: exit status 0 and `exit.status=ok`.
+    #[track_caller]
+    pub fn expect_ok(&self) -> &Self {
+        self.expect_exit(0);
+        self.expect_kv("exit.status", "ok")
+    }
+
+    /// The last value of `key`, or a panic with context.
+    #[track_caller]
+    pub fn require(&self, key: &str) -> &str {
+        match self.kv.get(key) {
+            Some(value) => value,
+            None => self.fail(&format!("the kernel did not report {key}")),
+        }
+    }
+
+    /// The last value of `key` as hex, or a panic with context.
+    #[track_caller]
+    pub fn require_hex(&self, key: &str) -> u64 {
+        match self.kv.get_hex(key) {
+            Some(value) => value,
+            None => self.fail(&format!("{key} missing or not hex: {:?}", self.kv.get(key))),
+        }
+    }
+
+    /// The last value of `key` as a decimal number, or a panic with context.
+    #[track_caller]
+    pub fn require_u64(&self, key: &str) -> u64 {
+        match self.kv.get_u64(key) {
+            Some(value) => value,
+            None => self.fail(&format!("{key} missing or not a number: {:?}", self.kv.get(key))),
+        }
+    }
+
+    /// Asserts `key=expected` (last value).
+    #[track_caller]
+    pub fn expect_kv(&self, key: &str, expected: &str) -> &Self {
+        let actual = self.kv.get(key);
+        if actual != Some(expected) {
+            self.fail(&format!("expected {key}={expected}, got {actual:?}"));
+        }
+        self
+    }
+
+    /// Asserts the console contains `needle`.
+    #[track_caller]
+    pub fn expect_console(&self, needle: &str) -> &Self {
+        if !self.console.contains(needle) {
+            self.fail(&format!("the console does not contain {needle:?}"));
+        }
+        self
+    }
+}
+
+/// Names of scenarios currently running in this process.
+static RUNNING: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// Holds a scenario name for the duration of a run.
+struct NameClaim(String);
+
+impl NameClaim {
+    fn new(name: &str) -> Self {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = running.get_or_insert_with(HashSet::new).insert(name.to_string());
+        drop(running);
+        assert!(fresh, "two scenarios named {name:?} run at once: they would share target/qemu-tests/{name}");
+        Self(name.to_string())
+    }
+}
+
+impl Drop for NameClaim {
+    fn drop(&mut self) {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = running.as_mut() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+fn path_arg(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn read_lossy(path: &Path) -> String {
+    fs::read(path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
+}
+
+fn shell_quote(arg: &str) -> String {
+    let plain = arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:@+".contains(c));
+    if plain && !arg.is_empty() {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifacts() -> Artifacts {
+        Artifacts { elf: PathBuf::from("/k/kernel"), bios: PathBuf::from("/k/kernel.bin") }
+    }
+
+    fn value_after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
+    }
+
+    #[test]
+    fn firmware_selects_machine_and_loader() {
+        let vof = Scenario::new("unit-vof", Firmware::Vof).qemu_args(&artifacts());
+        assert_eq!(value_after(&vof, "-M"), vec![format!("{MACHINE},x-vof=on")]);
+        assert_eq!(value_after(&vof, "-kernel"), vec!["/k/kernel"]);
+        let slof = Scenario::new("unit-slof", Firmware::Slof).qemu_args(&artifacts());
+        assert_eq!(value_after(&slof, "-M"), vec![MACHINE]);
+        assert!(value_after(&slof, "-bios").is_empty());
+        let bios = Scenario::new("unit-bios", Firmware::Bios).qemu_args(&artifacts());
+        assert_eq!(value_after(&bios, "-bios"), vec!["/k/kernel.bin"]);
+        assert!(value_after(&bios, "-kernel").is_empty());
+        assert_eq!(value_after(&bios, "-m"), vec!["512M"]);
+        assert_eq!(value_after(&bios, "-action"), vec!["panic=exit-failure"]);
+    }
+
+    #[test]
+    fn builder_options_reach_the_command_line() {
+        let s = Scenario::new("unit-opts", Firmware::Vof)
+            .memory("2G,maxmem=8G,slots=2")
+            .smp(2)
+            .append("test=panic")
+            .virtio_blk("d1", Some("phb1.0"))
+            .trace(["vof_*"]);
+        let args = s.qemu_args(&artifacts());
+        assert_eq!(value_after(&args, "-m"), vec!["2G,maxmem=8G,slots=2"]);
+        assert_eq!(value_after(&args, "-smp"), vec!["2"]);
+        assert_eq!(value_after(&args, "-append"), vec!["test=panic"]);
+        assert_eq!(value_after(&args, "-trace"), vec!["vof_*"]);
+        let trace_file = s.dir().join("trace.log").display().to_string();
+        assert_eq!(value_after(&args, "-D"), vec![trace_file.as_str()]);
+        let drive = value_after(&args, "-drive");
+        assert_eq!(drive.len(), 1);
+        assert!(drive[0].ends_with("d1.img,if=none,id=d1,format=raw"), "{}", drive[0]);
+        assert_eq!(
+            value_after(&args, "-device"),
+            vec!["virtio-blk-pci,drive=d1,disable-legacy=on,iommu_platform=on,bus=phb1.0"]
+        );
+        let quiet = Scenario::new("unit-quiet", Firmware::Vof).trace(Vec::<String>::new());
+        assert!(value_after(&quiet.qemu_args(&artifacts()), "-D").is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "must match")]
+    fn names_are_directory_safe() {
+        let _ = Scenario::new("../escape", Firmware::Vof);
+    }
+
+    #[test]
+    fn outcome_helpers() {
+        let outcome = Outcome {
+            name: "unit".into(),
+            firmware: Firmware::Vof,
+            dir: PathBuf::from("/nowhere"),
+            command_line: String::new(),
+            exit_code: Some(1),
+            exit_status: None,
+            timed_out: false,
+            timeout: Duration::from_secs(1),
+            console: "a\r\nb\r\nexit.status=fail\r\n".into(),
+            trace: String::new(),
+            wall: Duration::ZERO,
+            kv: Kv::parse("exit.status=fail\n"),
+        };
+        assert_eq!(outcome.tail(2), "b\nexit.status=fail");
+        assert_eq!(outcome.tail(10), "a\nb\nexit.status=fail");
+        outcome.expect_exit(1).expect_kv("exit.status", "fail");
+        let err = std::panic::catch_unwind(|| {
+            outcome.expect_exit(0);
+        })
+        .expect_err("exit code 1 is not 0");
+        let message = err.downcast_ref::<String>().expect("a formatted message");
+        assert!(message.contains("status 0"), "{message}");
+        assert!(message.contains("exit code Some(1)"), "{message}");
+        assert!(message.contains("timed out: false"), "{message}");
+        assert!(message.contains("b\nexit.status=fail"), "the tail is included: {message}");
+    }
+
+    #[test]
+    fn name_clash_is_detected() {
+        let first = NameClaim::new("unit-clash");
+        assert!(std::panic::catch_unwind(|| NameClaim::new("unit-clash")).is_err());
+        drop(first);
+        let _again = NameClaim::new("unit-clash");
+    }
+}
