@@ -152,7 +152,14 @@ case "$cmd" in
         say "running host unit tests and QEMU boot tests"
         cd "$ROOT"
         export PSERIES_KERNEL_ELF="$KERNEL_ELF" PSERIES_KERNEL_BIOS="$KERNEL_BIN"
-        cargo test --release --workspace --exclude kernel --exclude arch-ppc64 --exclude memfns "$@"
+        mkdir -p "$OUT"
+        local_log="$OUT/test.log" status=0
+        cargo test --release --workspace --exclude kernel --exclude arch-ppc64 --exclude memfns "$@" 2>&1 \
+            | tee "$local_log" || status=${PIPESTATUS[0]}
+        # One closing line over every test binary (host unit tests and QEMU boots).
+        awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+             END { printf "%d passed, %d failed\n", p, f }' "$local_log"
+        exit "$status"
         ;;
     bench)
         shift
