@@ -17,6 +17,7 @@ mod boot_of;
 mod exit;
 mod heap;
 mod image;
+mod logger;
 mod pci_config;
 mod pci_scan;
 mod report;
@@ -57,6 +58,7 @@ struct Booted {
 
 #[no_mangle]
 fn kernel_main(handoff: BootHandoff) -> ! {
+    logger::init();
     println!();
     println!("pseries-ddw kernel {} starting (MSR {:#x})", env!("CARGO_PKG_VERSION"), handoff.msr);
     let booted = match handoff.kind() {
