@@ -1,0 +1,111 @@
+//! The model's DDW RTAS calls: QEMU 7.2 `spapr_rtas_ddw.c` semantics.
+//!
+//! See the parent module for the facts relied on.
+
+use super::{HypervisorModel, ModelCall, ModelWindow, DMA64_WINDOW_BASE};
+use crate::addr::{BusAddr, Liobn};
+use crate::iommu::plan::{query_bit_for_page_shift, MAX_TCE_COUNT_SHIFT};
+use crate::iommu::rtas::{
+    CreateResponse, DdwCall, DdwRtas, PeAddress, QueryOutputs, QueryResponse, RtasError, RTAS_HARDWARE_ERROR,
+    RTAS_PARAMETER_ERROR,
+};
+
+/// Largest block answered with 5 outputs (2^31 TCEs) and with 6 (2^37, "1<<(58−21)").
+const LARGEST_BLOCK_32: u64 = 0x8000_0000;
+const LARGEST_BLOCK_64: u64 = 1 << 37;
+
+impl HypervisorModel {
+    /// Logs the call, applies an injected fault, then runs `body`.
+    fn rtas_call<T>(
+        &mut self,
+        call: DdwCall,
+        body: impl FnOnce(&mut Self) -> Result<T, i32>,
+    ) -> Result<T, RtasError> {
+        let result = match self.record(ModelCall::Rtas(call)) {
+            Some(fault) => Err(i32::try_from(fault.status).unwrap_or(RTAS_HARDWARE_ERROR)),
+            None => body(self),
+        };
+        result.map_err(|status| RtasError { call, status })
+    }
+
+    fn check_pe(&self, pe: PeAddress) -> Result<(), i32> {
+        if pe.buid == self.config.buid {
+            Ok(())
+        } else {
+            Err(RTAS_PARAMETER_ERROR)
+        }
+    }
+
+    fn active_windows(&self) -> usize {
+        self.windows().count()
+    }
+
+    fn create_in_model(&mut self, page_shift: u32, window_shift: u32) -> Result<CreateResponse, i32> {
+        let offered =
+            query_bit_for_page_shift(page_shift).is_some_and(|bit| self.config.page_size_mask & bit != 0);
+        if !offered || window_shift < page_shift || window_shift > 63 {
+            return Err(RTAS_PARAMETER_ERROR);
+        }
+        // QEMU computes the TCE count as a uint32: 2^32 and more truncate and fail.
+        if window_shift - page_shift > MAX_TCE_COUNT_SHIFT {
+            return Err(RTAS_HARDWARE_ERROR);
+        }
+        let bus_base = if self.active_windows() == 0 { 0 } else { DMA64_WINDOW_BASE };
+        let slot = self.windows.iter().position(Option::is_none).ok_or(RTAS_HARDWARE_ERROR)?;
+        let window = ModelWindow::new(slot as u32, bus_base, page_shift, 1 << (window_shift - page_shift));
+        let liobn = window.liobn;
+        self.windows[slot] = Some(window);
+        Ok(CreateResponse { liobn, bus_base: BusAddr(bus_base) })
+    }
+}
+
+impl DdwRtas for HypervisorModel {
+    fn query(&mut self, pe: PeAddress, outputs: QueryOutputs) -> Result<QueryResponse, RtasError> {
+        self.rtas_call(DdwCall::Query { pe, outputs }, |model| {
+            model.check_pe(pe)?;
+            let largest_block = match outputs {
+                QueryOutputs::Five => LARGEST_BLOCK_32,
+                QueryOutputs::Six => LARGEST_BLOCK_64,
+            };
+            Ok(QueryResponse {
+                windows_available: 2 - model.active_windows() as u32,
+                largest_block,
+                page_size_mask: model.config.page_size_mask,
+                migration_capable: 0,
+            })
+        })
+    }
+
+    fn create(
+        &mut self,
+        pe: PeAddress,
+        page_shift: u32,
+        window_shift: u32,
+    ) -> Result<CreateResponse, RtasError> {
+        self.rtas_call(DdwCall::Create { pe, page_shift, window_shift }, |model| {
+            model.check_pe(pe)?;
+            model.create_in_model(page_shift, window_shift)
+        })
+    }
+
+    fn remove(&mut self, liobn: Liobn) -> Result<(), RtasError> {
+        self.rtas_call(DdwCall::Remove { liobn }, |model| {
+            let slot = model.windows.iter_mut().find(|slot| slot.as_ref().is_some_and(|w| w.liobn == liobn));
+            match slot {
+                Some(slot) => {
+                    *slot = None;
+                    Ok(())
+                }
+                None => Err(RTAS_PARAMETER_ERROR),
+            }
+        })
+    }
+
+    fn reset(&mut self, pe: PeAddress) -> Result<(), RtasError> {
+        self.rtas_call(DdwCall::Reset { pe }, |model| {
+            model.check_pe(pe)?;
+            model.windows = [Some(ModelWindow::default_window()), None];
+            Ok(())
+        })
+    }
+}
