@@ -43,19 +43,7 @@ impl HcallStatus {
 
 impl fmt::Debug for HcallStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.0 {
-            0 => "H_SUCCESS",
-            1 => "H_BUSY",
-            -1 => "H_HARDWARE",
-            -2 => "H_FUNCTION",
-            -3 => "H_PRIVILEGE",
-            -4 => "H_PARAMETER",
-            -44 => "H_NOT_ENOUGH_RESOURCES",
-            -62..=-55 => "H_Pn",
-            9900..=9905 => "H_LONG_BUSY",
-            _ => "unknown",
-        };
-        write!(f, "{} ({})", self.0, name)
+        write!(f, "{} ({})", self.0, drivers::iommu::hcall::hcall_status_name(self.0))
     }
 }
 
