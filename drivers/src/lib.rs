@@ -11,5 +11,6 @@ extern crate alloc;
 pub mod addr;
 pub mod cmdline;
 pub mod devtree;
+pub mod dma;
 pub mod iommu;
 pub mod pci;

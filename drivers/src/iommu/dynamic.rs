@@ -112,6 +112,13 @@ pub struct UnmapError {
     pub reason: UnmapFailure,
 }
 
+impl UnmapError {
+    /// The mapping's window is gone.
+    pub fn no_window(mapping: Mapping) -> Self {
+        Self { mapping, reason: UnmapFailure::NoWindow }
+    }
+}
+
 /// The reason inside an [`UnmapError`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnmapFailure {
@@ -124,6 +131,8 @@ pub enum UnmapFailure {
     Hcall(HcallError),
     /// The allocator does not know the mapping's IOVA range.
     Iova(IovaError),
+    /// The PE no longer has the window the mapping was made in.
+    NoWindow,
 }
 
 impl fmt::Display for UnmapError {
@@ -134,6 +143,7 @@ impl fmt::Display for UnmapError {
             UnmapFailure::WrongWindow { window } => write!(f, "it was given to window {window}"),
             UnmapFailure::Hcall(error) => write!(f, "{error}"),
             UnmapFailure::Iova(error) => write!(f, "{error}"),
+            UnmapFailure::NoWindow => write!(f, "the PE no longer has that window"),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! buffers on demand through a window smaller than RAM (or the default window). The
 //! `model` module (tests only) is a QEMU-7.2-like hypervisor implementing both interfaces.
 
+pub mod ddw;
 pub mod dynamic;
 pub mod hcall;
 pub mod iova;
@@ -19,6 +20,7 @@ pub mod window;
 #[cfg(test)]
 pub mod model;
 
+pub use ddw::{enable_ddw, Ddw, DdwError, DdwMapping, PeRequest};
 pub use dynamic::{BufferError, DynamicWindow, Mapping, UnmapError, UnmapFailure};
 pub use hcall::{HcallError, HcallName, TceCalls, TceHcall};
 pub use iova::{IovaAllocator, IovaError};

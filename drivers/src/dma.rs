@@ -1,0 +1,264 @@
+//! Per-device DMA: choosing how a device reaches RAM and mapping buffers accordingly.
+//!
+//! A PE owns its default window (`ibm,dma-window`, 4 KiB pages, used through an IOVA
+//! allocator) and at most one DDW. A device then gets (../shared/docs/papr-ddw-facts.md §1.3,
+//! ../shared/docs/boot-facts.md "Virtio and the IOMMU"):
+//! - [`DmaMode::Bypass`] when it does not translate DMA at all (a virtio device that does not
+//!   offer `VIRTIO_F_ACCESS_PLATFORM`: QEMU hands it guest-physical memory);
+//! - [`DmaMode::Direct`] when a direct DDW exists and its last bus address fits the device's
+//!   mask: bus address = physical + offset, no hypercall per mapping;
+//! - [`DmaMode::DdwIommu`] when a dynamic DDW exists and fits the mask;
+//! - [`DmaMode::DefaultIommu`] otherwise: TCEs written per buffer in the default window, at
+//!   IOVAs below the device's mask (e.g. QEMU's `edu`, 28 bits).
+//!
+//! Every mapping is followed by a `sync` before its address is handed out (LoPAR: TCE updates
+//! must be visible before the DMA that relies on them); a direct or bypass mapping needs no
+//! hypercall, so the sync is the caller's barrier.
+
+use core::fmt;
+
+use crate::addr::{BusAddr, Liobn, PhysAddr};
+use crate::iommu::ddw::{Ddw, DdwMapping};
+use crate::iommu::dynamic::{BufferError, DynamicWindow, Mapping, UnmapError};
+use crate::iommu::hcall::TceCalls;
+use crate::iommu::tce::DmaDirection;
+use crate::iommu::window::DmaMask;
+
+/// How one device's DMA reaches RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmaMode {
+    /// No translation: bus address = physical address.
+    Bypass,
+    /// Through a direct DDW: bus address = physical address + `offset`.
+    Direct {
+        /// The window's bus base.
+        offset: u64,
+        /// The window's LIOBN (for the report).
+        liobn: Liobn,
+    },
+    /// Buffer by buffer through a dynamic DDW.
+    DdwIommu {
+        /// The DDW's LIOBN.
+        liobn: Liobn,
+    },
+    /// Buffer by buffer through the default window.
+    DefaultIommu {
+        /// The default window's LIOBN.
+        liobn: Liobn,
+    },
+}
+
+impl DmaMode {
+    /// The report's name for the mode.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            DmaMode::Bypass => "bypass",
+            DmaMode::Direct { .. } => "direct",
+            DmaMode::DdwIommu { .. } => "ddw-iommu",
+            DmaMode::DefaultIommu { .. } => "default-iommu",
+        }
+    }
+}
+
+/// The DMA state of one PE.
+#[derive(Debug, Default)]
+pub struct PeDma {
+    /// The default window through an allocator (`None` if the PE has none).
+    pub default: Option<DynamicWindow>,
+    /// The DDW, if one was created.
+    pub ddw: Option<Ddw>,
+}
+
+/// Why a device has no way to DMA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeError {
+    /// No DDW fits the mask and the PE has no default window.
+    NoWindow {
+        /// The device's mask.
+        mask: DmaMask,
+    },
+}
+
+impl fmt::Display for ModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModeError::NoWindow { mask } => write!(
+                f,
+                "no DMA window serves a device with DMA mask {:#x}: no DDW fits it and the PE has no default \
+                 window",
+                mask.0
+            ),
+        }
+    }
+}
+
+impl PeDma {
+    /// Picks the mode for a device with `mask`; `translated` is false for a device whose DMA
+    /// bypasses the IOMMU.
+    pub fn choose_mode(&self, mask: DmaMask, translated: bool) -> Result<DmaMode, ModeError> {
+        if !translated {
+            return Ok(DmaMode::Bypass);
+        }
+        if let Some(ddw) = self.ddw.as_ref().filter(|ddw| ddw.window.fits_dma_mask(mask)) {
+            let liobn = ddw.window.liobn();
+            return Ok(match ddw.mapping {
+                DdwMapping::Direct => DmaMode::Direct { offset: ddw.window.bus_base().get(), liobn },
+                DdwMapping::Dynamic(_) => DmaMode::DdwIommu { liobn },
+            });
+        }
+        match &self.default {
+            Some(default) => Ok(DmaMode::DefaultIommu { liobn: default.window().liobn() }),
+            None => Err(ModeError::NoWindow { mask }),
+        }
+    }
+
+    fn dynamic_for(&mut self, mode: DmaMode) -> Option<&mut DynamicWindow> {
+        match mode {
+            DmaMode::DdwIommu { liobn } => match self.ddw.as_mut().map(|ddw| &mut ddw.mapping) {
+                Some(DdwMapping::Dynamic(window)) if window.window().liobn() == liobn => Some(window),
+                _ => None,
+            },
+            DmaMode::DefaultIommu { liobn } => {
+                self.default.as_mut().filter(|window| window.window().liobn() == liobn)
+            }
+            DmaMode::Bypass | DmaMode::Direct { .. } => None,
+        }
+    }
+}
+
+/// A buffer handed to a device.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a DMA handle must be unmapped"]
+pub enum DmaHandle {
+    /// No TCEs involved (bypass or direct).
+    Fixed {
+        /// The address the device uses.
+        bus: BusAddr,
+        /// Buffer length.
+        len: u64,
+    },
+    /// TCEs written for this buffer.
+    Mapped(Mapping),
+}
+
+impl DmaHandle {
+    /// The address the device uses for the buffer's first byte.
+    pub fn bus_addr(&self) -> BusAddr {
+        match self {
+            DmaHandle::Fixed { bus, .. } => *bus,
+            DmaHandle::Mapped(mapping) => mapping.iova(),
+        }
+    }
+}
+
+/// Why a buffer could not be handed to a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapBufferError {
+    /// The buffer is empty.
+    Empty,
+    /// The buffer lies outside what the direct window maps, or past the device's mask.
+    OutOfReach {
+        /// Buffer start.
+        phys: PhysAddr,
+        /// Buffer length.
+        len: u64,
+        /// The mode tried.
+        mode: DmaMode,
+    },
+    /// The mode's window is not (or no longer) on the PE.
+    NoWindow {
+        /// The mode tried.
+        mode: DmaMode,
+    },
+    /// Mapping through a window failed.
+    Iommu(BufferError),
+}
+
+impl fmt::Display for MapBufferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapBufferError::Empty => write!(f, "cannot map an empty DMA buffer"),
+            MapBufferError::OutOfReach { phys, len, mode } => write!(
+                f,
+                "the buffer {phys}+{len:#x} is out of reach of the device's DMA ({} mode)",
+                mode.name()
+            ),
+            MapBufferError::NoWindow { mode } => {
+                write!(f, "the PE has no window for {} DMA", mode.name())
+            }
+            MapBufferError::Iommu(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// A device's DMA: its mode and mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceDma {
+    /// The chosen mode.
+    pub mode: DmaMode,
+    /// The device's DMA mask.
+    pub mask: DmaMask,
+}
+
+impl DeviceDma {
+    /// Hands `[phys, phys + len)` to the device; direct and bypass buffers need no hypercall.
+    pub fn map(
+        &self,
+        pe: &mut PeDma,
+        calls: &mut impl TceCalls,
+        phys: PhysAddr,
+        len: u64,
+        direction: DmaDirection,
+    ) -> Result<DmaHandle, MapBufferError> {
+        if len == 0 {
+            return Err(MapBufferError::Empty);
+        }
+        let out_of_reach = MapBufferError::OutOfReach { phys, len, mode: self.mode };
+        let last = phys.get().checked_add(len - 1).ok_or(out_of_reach)?;
+        let fixed = match self.mode {
+            DmaMode::Bypass => Some(phys.get()),
+            DmaMode::Direct { offset, .. } => {
+                let window = pe
+                    .ddw
+                    .as_ref()
+                    .map(|ddw| ddw.window)
+                    .ok_or(MapBufferError::NoWindow { mode: self.mode })?;
+                let first = window.iova_for_phys(phys).ok_or(out_of_reach)?;
+                window.iova_for_phys(PhysAddr(last)).ok_or(out_of_reach)?;
+                debug_assert_eq!(first.get(), offset + phys.get());
+                Some(first.get())
+            }
+            DmaMode::DdwIommu { .. } | DmaMode::DefaultIommu { .. } => None,
+        };
+        if let Some(bus) = fixed {
+            if bus.checked_add(len - 1).is_none_or(|end| end > self.mask.highest()) {
+                return Err(out_of_reach);
+            }
+            return Ok(DmaHandle::Fixed { bus: BusAddr(bus), len });
+        }
+        let window = pe.dynamic_for(self.mode).ok_or(MapBufferError::NoWindow { mode: self.mode })?;
+        let mapping =
+            window.map_buffer(calls, phys, len, direction, self.mask).map_err(MapBufferError::Iommu)?;
+        Ok(DmaHandle::Mapped(mapping))
+    }
+
+    /// Takes the buffer back from the device (clears its TCEs, if any).
+    pub fn unmap(
+        &self,
+        pe: &mut PeDma,
+        calls: &mut impl TceCalls,
+        handle: DmaHandle,
+    ) -> Result<(), UnmapError> {
+        match handle {
+            DmaHandle::Fixed { .. } => Ok(()),
+            DmaHandle::Mapped(mapping) => match pe.dynamic_for(self.mode) {
+                Some(window) => window.unmap(calls, mapping),
+                None => Err(UnmapError::no_window(mapping)),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "dma_tests.rs"]
+mod tests;
