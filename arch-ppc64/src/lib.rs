@@ -15,5 +15,6 @@ pub mod firmware;
 pub mod hcall;
 pub mod of;
 pub mod rtas;
+pub mod tce;
 
 core::arch::global_asm!(include_str!("entry.S"));

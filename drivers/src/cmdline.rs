@@ -1,7 +1,8 @@
 //! The kernel command line (`/chosen/bootargs`): space-separated `key=value` words.
 //!
 //! Known keys: `test=panic` (panic on purpose), `test=dsi` (touch an invalid address),
-//! `test=program` (execute an illegal instruction). Unknown words are reported, not fatal.
+//! `test=program` (execute an illegal instruction), `ddw=off` (create no Dynamic DMA Window:
+//! every device uses its PE's default window). Unknown words are reported, not fatal.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -22,6 +23,8 @@ pub enum TestMode {
 pub struct Args {
     /// `test=` mode.
     pub test: Option<TestMode>,
+    /// `ddw=off`: keep every PE on its default window.
+    pub ddw_off: bool,
     /// Words that were not understood.
     pub unknown: Vec<String>,
 }
@@ -35,6 +38,8 @@ impl Args {
                 "test=panic" => args.test = Some(TestMode::Panic),
                 "test=dsi" => args.test = Some(TestMode::DataStorage),
                 "test=program" => args.test = Some(TestMode::Program),
+                "ddw=off" => args.ddw_off = true,
+                "ddw=on" => args.ddw_off = false,
                 other => args.unknown.push(String::from(other)),
             }
         }
@@ -54,5 +59,8 @@ mod tests {
         assert_eq!(Args::parse("test=dsi").test, Some(TestMode::DataStorage));
         assert_eq!(Args::parse("test=program").test, Some(TestMode::Program));
         assert_eq!(Args::parse("").test, None);
+        assert!(!Args::parse("").ddw_off);
+        assert!(Args::parse("ddw=off").ddw_off);
+        assert!(!Args::parse("ddw=off ddw=on").ddw_off);
     }
 }

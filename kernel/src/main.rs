@@ -12,15 +12,23 @@
 extern crate alloc;
 extern crate memfns;
 
+mod blk;
 mod boot_fdt;
 mod boot_of;
+mod dma_context;
+mod edu_test;
 mod exit;
 mod heap;
+mod hv;
 mod image;
 mod logger;
 mod pci_config;
 mod pci_scan;
+mod pe_setup;
+mod phys;
 mod report;
+mod selftest;
+mod virtio_hal;
 
 use alloc::vec::Vec;
 use arch_ppc64::boot::{BootHandoff, EntryKind};
@@ -54,6 +62,8 @@ struct Booted {
     firmware: Firmware,
     fdt: &'static [u8],
     rtas: RtasMethod,
+    /// Firmware memory the kernel must leave alone (RTAS, the handed-over FDT).
+    firmware_memory: Vec<(u64, u64)>,
 }
 
 #[no_mangle]
@@ -91,8 +101,16 @@ fn kernel_main(handoff: BootHandoff) -> ! {
     }
     let args = Args::parse(platform.bootargs.as_deref().unwrap_or(""));
     report_boot(&booted, &handoff, &args, &platform, &fdt);
-    pci_scan::scan_all(&platform, rtas);
+    let functions = pci_scan::scan_all(&platform, rtas);
+    pe_setup::setup_all(&platform, rtas, &fdt, &functions, args.ddw_off);
+    let hz = platform.cpus.timebase_hz.unwrap_or(512_000_000).max(1);
+    let failures = selftest::run(&platform, rtas, &functions, &reserved_memory(&booted, &fdt), hz);
     run_test_mode(args.test);
+    if failures > 0 {
+        exit::fail(format_args!(
+            "the DMA self-test failed on {failures} device(s); see the status lines above"
+        ));
+    }
     let ticks = cpu::timebase().wrapping_sub(handoff.timebase);
     kv!("boot.ticks", "{}", ticks);
     exit::power_off()
@@ -118,7 +136,7 @@ fn boot_open_firmware(entry: u64) -> Booted {
     kv!("boot.of_nodes", "{}", result.stats.nodes);
     kv!("boot.of_properties", "{}", result.stats.properties);
     kv!("boot.rtas_base", "{:#x}", result.rtas_region.0);
-    Booted { firmware, fdt, rtas: result.rtas }
+    Booted { firmware, fdt, rtas: result.rtas, firmware_memory: alloc::vec![result.rtas_region] }
 }
 
 fn boot_flattened_tree(addr: u64) -> Booted {
@@ -131,7 +149,26 @@ fn boot_flattened_tree(addr: u64) -> Booted {
         exit::fail(format_args!("no room for the heap: {e}"));
     }
     kv!("boot.fdt_addr", "{:#x}", addr);
-    Booted { firmware: Firmware::FdtDirect, fdt: blob, rtas: RtasMethod::QemuHcall }
+    let firmware_memory = alloc::vec![(addr, blob.len() as u64)];
+    Booted { firmware: Firmware::FdtDirect, fdt: blob, rtas: RtasMethod::QemuHcall, firmware_memory }
+}
+
+/// Everything below the kernel's end (firmware, vectors, the image), the heap, firmware
+/// regions and the FDT's reservations.
+fn reserved_memory(booted: &Booted, fdt: &fdt::Fdt<'_>) -> phys::Reserved {
+    let mut reserved = phys::Reserved(Vec::new());
+    let (_, end) = image::bounds();
+    reserved.add(0, end);
+    if let Some((base, size)) = heap::region() {
+        reserved.add(base, size);
+    }
+    for &(base, size) in &booted.firmware_memory {
+        reserved.add(base, size);
+    }
+    for r in fdt.memory_reservations() {
+        reserved.add(r.address() as u64, r.size() as u64);
+    }
+    reserved
 }
 
 fn report_boot(booted: &Booted, handoff: &BootHandoff, args: &Args, platform: &Platform, fdt: &fdt::Fdt<'_>) {

@@ -10,6 +10,7 @@ use arch_ppc64::rtas::{Rtas, RtasStatus};
 use drivers::pci::{Bdf, ConfigAccess, ConfigError, Width};
 
 /// Config-space access to one PHB.
+#[derive(Clone)]
 pub struct RtasConfigSpace {
     rtas: Rtas,
     read_token: u32,
@@ -64,5 +65,23 @@ impl ConfigAccess for RtasConfigSpace {
             .call(self.write_token, &args, &mut [])
             .map_err(|_| ConfigError::Failed { status: i32::MIN })?;
         Self::status_to_result(status)
+    }
+}
+
+/// `virtio-drivers`' view of config space (32-bit registers; absent devices read all ones).
+impl virtio_drivers::transport::pci::bus::ConfigurationAccess for RtasConfigSpace {
+    fn read_word(&self, df: virtio_drivers::transport::pci::bus::DeviceFunction, offset: u8) -> u32 {
+        let bdf = Bdf { bus: df.bus, device: df.device, function: df.function };
+        self.clone().read(bdf, u16::from(offset), Width::Dword).unwrap_or(u32::MAX)
+    }
+
+    fn write_word(&mut self, df: virtio_drivers::transport::pci::bus::DeviceFunction, offset: u8, data: u32) {
+        let bdf = Bdf { bus: df.bus, device: df.device, function: df.function };
+        // A failed write shows up as the device not working; the read side reports it.
+        let _ = self.write(bdf, u16::from(offset), Width::Dword, data);
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        self.clone()
     }
 }

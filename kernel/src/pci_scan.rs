@@ -5,14 +5,17 @@
 //! identity-mapped, IO 64 KiB; ../shared/docs/papr-ddw-facts.md §2.1).
 
 use crate::{kv, report};
+use alloc::vec::Vec;
 use arch_ppc64::println;
 use arch_ppc64::rtas::Rtas;
 use drivers::devtree::phb::{PciSpace, PhbInfo};
 use drivers::devtree::platform::Platform;
-use drivers::pci::{assign_bars, enumerate, Window, Windows};
+use drivers::pci::{assign_bars, enumerate, Function, Window, Windows};
 
-/// Scans every PHB and prints the PCI part of the report.
-pub fn scan_all(platform: &Platform, rtas: Rtas) {
+/// Scans every PHB, prints the PCI part of the report and returns each PHB's functions (in
+/// `platform.phbs` order).
+pub fn scan_all(platform: &Platform, rtas: Rtas) -> Vec<Vec<Function>> {
+    let mut found = Vec::new();
     let multi_tce = report::multi_tce(platform);
     let tokens = platform.rtas.as_ref();
     let read = tokens.and_then(|t| t.token("ibm,read-pci-config"));
@@ -23,11 +26,16 @@ pub fn scan_all(platform: &Platform, rtas: Rtas) {
         report::phb(index, phb, multi_tce);
         let (Some(read), Some(write)) = (read, write) else {
             println!("  cannot probe PCI: RTAS has no ibm,read-pci-config/ibm,write-pci-config token");
+            found.push(Vec::new());
             continue;
         };
-        total += scan_phb(index, phb, crate::pci_config::RtasConfigSpace::new(rtas, read, write, phb.buid));
+        let functions =
+            scan_phb(index, phb, crate::pci_config::RtasConfigSpace::new(rtas, read, write, phb.buid));
+        total += functions.len();
+        found.push(functions);
     }
     kv!("pci.count", "{}", total);
+    found
 }
 
 fn windows(phb: &PhbInfo) -> Windows {
@@ -37,13 +45,13 @@ fn windows(phb: &PhbInfo) -> Windows {
     Windows { io: find(PciSpace::Io), mem32: find(PciSpace::Mem32), mem64: find(PciSpace::Mem64) }
 }
 
-fn scan_phb(index: usize, phb: &PhbInfo, mut cfg: crate::pci_config::RtasConfigSpace) -> usize {
+fn scan_phb(index: usize, phb: &PhbInfo, mut cfg: crate::pci_config::RtasConfigSpace) -> Vec<Function> {
     let mut functions = match enumerate(&mut cfg, 0) {
         Ok(functions) => functions,
         Err(e) => {
             println!("  PCI enumeration of {} failed: {e:?}", phb.path);
             kv!(alloc::format!("phb.{index}.error"), "enumeration failed: {e:?}");
-            return 0;
+            return Vec::new();
         }
     };
     let assignments = match assign_bars(&mut cfg, &mut functions, &windows(phb)) {
@@ -73,5 +81,5 @@ fn scan_phb(index: usize, phb: &PhbInfo, mut cfg: crate::pci_config::RtasConfigS
         }
     }
     kv!(alloc::format!("phb.{index}.config_calls"), "{}", cfg.calls);
-    functions.len()
+    functions
 }

@@ -148,6 +148,9 @@ impl fmt::Display for DdwError {
 /// Queries, creates and (for a direct window) maps all RAM; on failure the PE is left on its
 /// default window and the error names the failing call.
 /// `hv` is the partition's hypervisor: RTAS and the TCE hcalls act on the same tables.
+// The error carries every argument of the failing call for the report; it is returned once
+// per PE at boot, so its size does not matter.
+#[allow(clippy::result_large_err)]
 pub fn enable_ddw(
     hv: &mut (impl DdwRtas + TceCalls),
     delay: &mut impl Delay,

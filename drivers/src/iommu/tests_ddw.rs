@@ -59,7 +59,7 @@ fn qemu_default_is_one_direct_16m_window_per_pe() {
         let ram = [range(0, gib * GIB)];
         let mut hv = model(0x1211000);
         let ddw = enable_ddw(&mut hv, &mut NoDelay, &request(&ram, Some(&ext), gib * GIB)).unwrap();
-        let tces = gib * GIB >> 24;
+        let tces = (gib * GIB) >> 24;
         assert_eq!((ddw.plan.page_shift, ddw.window.size()), (24, gib * GIB));
         assert_eq!(ddw.window.bus_base(), BusAddr(DMA64_WINDOW_BASE));
         assert_eq!(ddw.window.liobn(), model_liobn(1));

@@ -1,0 +1,195 @@
+//! One DMA setup per partitionable endpoint: the default window, plus a Dynamic DMA Window
+//! when the PE's node offers `ibm,ddw-applicable`.
+//!
+//! The PE's node is the nearest node at or above a device's that carries `ibm,dma-window`
+//! (Linux `pci_dma_find`, ../shared/docs/papr-ddw-facts.md §1.2). QEMU puts it on the PHB, so
+//! a PHB is one PE shared by all its devices (§2.1); the DDW is created once per PE and used
+//! by every device of it. The window is sized for the highest RAM address including
+//! hot-pluggable memory (`Platform::max_possible_ram_addr`) and planned for 64-bit devices;
+//! narrower devices use the default window. `ddw=off` on the command line skips DDWs.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use arch_ppc64::cpu;
+use arch_ppc64::println;
+use arch_ppc64::rtas::Rtas;
+use drivers::devtree::phb::PhbInfo;
+use drivers::devtree::platform::Platform;
+use drivers::dma::PeDma;
+use drivers::iommu::{
+    enable_ddw, Ddw, DdwError, DdwMapping, DmaWindow, DynamicWindow, MultiTce, PeAddress, PeRequest,
+    WindowLimit,
+};
+use drivers::pci::Function;
+use spin::Mutex;
+
+use crate::hv::{PeHypervisor, TimebaseDelay};
+use crate::kv;
+
+/// One PE (QEMU: one PHB) and its DMA state; `PES[i]` is PHB `i` (the report's `pe.<i>`).
+pub struct Pe {
+    /// The PE's DMA windows.
+    pub dma: PeDma,
+}
+
+/// Every PE set up at boot, by PHB index.
+pub static PES: Mutex<Vec<Pe>> = Mutex::new(Vec::new());
+
+/// Sets up every PHB's PE and reports it.
+pub fn setup_all(
+    platform: &Platform,
+    rtas: Rtas,
+    fdt: &fdt::Fdt<'_>,
+    functions: &[Vec<Function>],
+    ddw_off: bool,
+) {
+    println!("== dma windows");
+    let multi_tce =
+        if crate::report::multi_tce(platform) { MultiTce::Available } else { MultiTce::Unavailable };
+    let hz = platform.cpus.timebase_hz.unwrap_or(512_000_000).max(1);
+    let mut pes = PES.lock();
+    for (index, phb) in platform.phbs.iter().enumerate() {
+        let devices = functions.get(index).map_or(&[][..], Vec::as_slice);
+        let dma = setup_pe(index, phb, platform, rtas, fdt, devices, ddw_off, multi_tce, hz);
+        pes.push(Pe { dma });
+    }
+}
+
+/// The nearest node at or above `path` that has `ibm,dma-window`.
+fn dma_node<'p>(fdt: &fdt::Fdt<'_>, path: &'p str) -> Option<&'p str> {
+    let mut at = path;
+    loop {
+        if fdt.find_node(at).is_some_and(|node| node.property("ibm,dma-window").is_some()) {
+            return Some(at);
+        }
+        match at.rfind('/') {
+            Some(0) | None => return None,
+            Some(cut) => at = &at[..cut],
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn setup_pe(
+    index: usize,
+    phb: &PhbInfo,
+    platform: &Platform,
+    rtas: Rtas,
+    fdt: &fdt::Fdt<'_>,
+    devices: &[Function],
+    ddw_off: bool,
+    multi_tce: MultiTce,
+    hz: u64,
+) -> PeDma {
+    let key = |name: &str| format!("pe.{index}.{name}");
+    // The PE node of the first device (all of a QEMU PHB's devices share it).
+    let first_device_path = devices.iter().find_map(|f| {
+        phb.children
+            .iter()
+            .find(|n| n.bus == f.bdf.bus && n.device == f.bdf.device && n.function == f.bdf.function)
+            .map(|n| format!("{}/{}", phb.path, n.name))
+    });
+    let node = first_device_path.as_deref().and_then(|p| dma_node(fdt, p)).unwrap_or(phb.path.as_str());
+    kv!(key("node"), "{}", node);
+    let mut dma = PeDma::default();
+    match phb.dma_window.as_ref().map(DmaWindow::from_default) {
+        Some(Ok(window)) => {
+            kv!(key("default_liobn"), "{}", window.liobn());
+            kv!(key("default_window"), "{}+{:#x}", window.bus_base(), window.size());
+            kv!(key("default_page_shift"), "{}", window.page_shift());
+            dma.default = Some(DynamicWindow::new(window, multi_tce));
+        }
+        Some(Err(e)) => kv!(key("default_error"), "the PHB's ibm,dma-window is unusable: {e}"),
+        None => kv!(key("default_error"), "the PHB has no ibm,dma-window"),
+    }
+    let why_not: Option<String> = if ddw_off {
+        Some("ddw=off on the kernel command line".into())
+    } else if node != phb.path {
+        Some(format!("the PE node {node} is below the PHB; per-device PEs are not handled yet"))
+    } else if phb.ddw_applicable.is_none() {
+        Some("the PE node has no ibm,ddw-applicable (the platform offers no DDW)".into())
+    } else if devices.is_empty() {
+        Some("no PCI function on this PHB needs DMA".into())
+    } else {
+        None
+    };
+    if let Some(why) = why_not {
+        kv!(key("ddw"), "none");
+        kv!(key("ddw.why"), "{why}");
+        return dma;
+    }
+    let (Some(applicable), Some(first)) = (phb.ddw_applicable, devices.first()) else { return dma };
+    let extensions = phb.ddw_extensions.as_ref();
+    let mut hv = PeHypervisor::new(rtas, applicable, extensions.and_then(|e| e.reset_token()));
+    let pe = PeAddress { config_addr: first.bdf.config_addr(0), buid: phb.buid };
+    let request = PeRequest {
+        pe,
+        extensions,
+        ram: &platform.memory,
+        ram_end: platform.max_possible_ram_addr(),
+        device_mask_bits: 64,
+        multi_tce,
+    };
+    let start = cpu::timebase();
+    let result = enable_ddw(&mut hv, &mut TimebaseDelay { hz }, &request);
+    let ticks = cpu::timebase().wrapping_sub(start);
+    match &result {
+        Ok(ddw) => report_ddw(index, ddw, ticks, hz),
+        Err(error) => report_failure(index, error),
+    }
+    dma.ddw = result.ok();
+    dma
+}
+
+fn report_ddw(index: usize, ddw: &Ddw, ticks: u64, hz: u64) {
+    let key = |name: &str| format!("pe.{index}.{name}");
+    kv!(key("query.windows"), "{}", ddw.query.windows_available);
+    kv!(key("query.largest_block"), "{:#x}", ddw.query.largest_block);
+    kv!(key("query.page_sizes"), "{:#x}", ddw.query.page_size_mask);
+    kv!(key("query.outputs"), "{}", ddw.outputs.count());
+    let mode = match ddw.mapping {
+        DdwMapping::Direct => "direct",
+        DdwMapping::Dynamic(_) => "dynamic",
+    };
+    let w = &ddw.window;
+    println!(
+        "  PE {index}: {mode} DDW liobn {} at {} of 2^{} bytes in 2^{}-byte pages ({} TCEs in {} indirect + {} put calls)",
+        w.liobn(),
+        w.bus_base(),
+        ddw.plan.window_shift,
+        w.page_shift(),
+        ddw.stats.tces,
+        ddw.stats.indirect_calls,
+        ddw.stats.put_calls
+    );
+    kv!(key("ddw"), "{mode}");
+    kv!(key("ddw.liobn"), "{}", w.liobn());
+    kv!(key("ddw.bus_base"), "{}", w.bus_base());
+    kv!(key("ddw.page_shift"), "{}", w.page_shift());
+    kv!(key("ddw.window_shift"), "{}", ddw.plan.window_shift);
+    kv!(key("ddw.slot"), "{}", ddw.slot);
+    kv!(key("ddw.limit"), "{}", limit_name(ddw.plan.limit));
+    kv!(key("ddw.ranges"), "{}", ddw.ranges);
+    kv!(key("ddw.tces"), "{}", ddw.stats.tces);
+    kv!(key("ddw.indirect_calls"), "{}", ddw.stats.indirect_calls);
+    kv!(key("ddw.put_calls"), "{}", ddw.stats.put_calls);
+    kv!(key("ddw.ticks"), "{ticks}");
+    kv!(key("ddw.us"), "{}", ticks.saturating_mul(1_000_000) / hz);
+}
+
+fn report_failure(index: usize, error: &DdwError) {
+    println!("  PE {index}: no DDW, staying on the default window: {error}");
+    kv!(format!("pe.{index}.ddw"), "none");
+    kv!(format!("pe.{index}.ddw.error"), "{error}");
+}
+
+fn limit_name(limit: WindowLimit) -> &'static str {
+    match limit {
+        WindowLimit::Ram => "ram",
+        WindowLimit::LargestBlock => "largest-block",
+        WindowLimit::DeviceMask => "device-mask",
+        WindowLimit::TceCount => "tce-count",
+        WindowLimit::AddressSpace => "address-space",
+    }
+}
