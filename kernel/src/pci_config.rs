@@ -7,7 +7,16 @@
 //! `ibm,` variants are used (../shared/docs/papr-ddw-facts.md §2.7).
 
 use arch_ppc64::rtas::{Rtas, RtasStatus};
+use core::sync::atomic::{AtomicU64, Ordering};
 use drivers::pci::{Bdf, ConfigAccess, ConfigError, Width};
+
+/// Config-space RTAS calls made by every accessor since boot (the scan's and the drivers').
+static TOTAL_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Config-space RTAS calls made since boot.
+pub fn total_calls() -> u64 {
+    TOTAL_CALLS.load(Ordering::Relaxed)
+}
 
 /// Config-space access to one PHB.
 #[derive(Clone)]
@@ -48,6 +57,7 @@ impl ConfigAccess for RtasConfigSpace {
         let args = [bdf.config_addr(offset), (self.buid >> 32) as u32, self.buid as u32, Self::size(width)];
         let mut rets = [0u32; 1];
         self.calls += 1;
+        TOTAL_CALLS.fetch_add(1, Ordering::Relaxed);
         let status = self
             .rtas
             .call(self.read_token, &args, &mut rets)
@@ -60,6 +70,7 @@ impl ConfigAccess for RtasConfigSpace {
         let args =
             [bdf.config_addr(offset), (self.buid >> 32) as u32, self.buid as u32, Self::size(width), value];
         self.calls += 1;
+        TOTAL_CALLS.fetch_add(1, Ordering::Relaxed);
         let status = self
             .rtas
             .call(self.write_token, &args, &mut [])

@@ -63,6 +63,7 @@ pub fn run(
     kv!("selftest.disks", "{disks}");
     kv!("selftest.edus", "{edus}");
     kv!("selftest.failures", "{failures}");
+    kv!("pci.config_calls_total", "{}", crate::pci_config::total_calls());
     kv!("selftest.status", "{}", if failures == 0 { "ok" } else { "fail" });
     failures
 }
