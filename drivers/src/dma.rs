@@ -11,9 +11,9 @@
 //! - [`DmaMode::DefaultIommu`] otherwise: TCEs written per buffer in the default window, at
 //!   IOVAs below the device's mask (e.g. QEMU's `edu`, 28 bits).
 //!
-//! Every mapping is followed by a `sync` before its address is handed out (LoPAR: TCE updates
-//! must be visible before the DMA that relies on them); a direct or bypass mapping needs no
-//! hypercall, so the sync is the caller's barrier.
+//! Every mapping ends with a `sync` before its address is handed out (LoPAR: TCE updates and
+//! the buffer's contents must be visible before the DMA that relies on them); a direct or
+//! bypass mapping needs no hypercall, only that barrier.
 
 use core::fmt;
 
@@ -234,6 +234,8 @@ impl DeviceDma {
             if bus.checked_add(len - 1).is_none_or(|end| end > self.mask.highest()) {
                 return Err(out_of_reach);
             }
+            // No TCE changes, but the buffer's contents must still reach memory first.
+            calls.sync();
             return Ok(DmaHandle::Fixed { bus: BusAddr(bus), len });
         }
         let window = pe.dynamic_for(self.mode).ok_or(MapBufferError::NoWindow { mode: self.mode })?;
