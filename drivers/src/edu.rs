@@ -280,39 +280,12 @@ impl<R: EduRegs> Edu<R> {
         self.regs.read64(REG_DMA_COMMAND) & COMMAND_START != 0
     }
 
-    /// Copies `len` bytes from RAM at bus address `ram` to the device buffer at `device_offset`
+    /// Runs one transfer (RAM at bus address `ram` ↔ the device buffer at `device_offset`)
     /// and waits up to `timeout_us` for the device to finish.
     ///
     /// Invalid requests fail before any register access (`EmptyTransfer`, `OutsideBuffer`,
     /// `BeyondDmaMask`); a running transfer gives `Busy` before any write; then `Timeout`.
-    pub fn dma_to_device<C: Clock>(
-        &mut self,
-        clock: &mut C,
-        ram: BusAddr,
-        device_offset: u32,
-        len: u32,
-        timeout_us: u64,
-    ) -> Result<(), EduError> {
-        let transfer = EduTransfer { direction: EduDirection::ToDevice, ram, device_offset, len };
-        self.transfer(clock, transfer, timeout_us)
-    }
-
-    /// Copies `len` bytes from the device buffer at `device_offset` to RAM at bus address `ram`
-    /// and waits up to `timeout_us` for the device to finish. Errors as for
-    /// [`Edu::dma_to_device`].
-    pub fn dma_from_device<C: Clock>(
-        &mut self,
-        clock: &mut C,
-        ram: BusAddr,
-        device_offset: u32,
-        len: u32,
-        timeout_us: u64,
-    ) -> Result<(), EduError> {
-        let transfer = EduTransfer { direction: EduDirection::FromDevice, ram, device_offset, len };
-        self.transfer(clock, transfer, timeout_us)
-    }
-
-    fn transfer<C: Clock>(
+    pub fn transfer<C: Clock>(
         &mut self,
         clock: &mut C,
         transfer: EduTransfer,

@@ -445,3 +445,47 @@ fn rejection_sentences_name_the_addresses() {
          needs at least one byte"
     );
 }
+
+/// The two directions as calls, to keep the tests short.
+trait Directions {
+    fn dma_to_device(
+        &mut self,
+        c: &mut FakeClock,
+        ram: BusAddr,
+        off: u32,
+        len: u32,
+        t: u64,
+    ) -> Result<(), EduError>;
+    fn dma_from_device(
+        &mut self,
+        c: &mut FakeClock,
+        ram: BusAddr,
+        off: u32,
+        len: u32,
+        t: u64,
+    ) -> Result<(), EduError>;
+}
+
+impl<R: EduRegs> Directions for Edu<R> {
+    fn dma_to_device(
+        &mut self,
+        c: &mut FakeClock,
+        ram: BusAddr,
+        off: u32,
+        len: u32,
+        t: u64,
+    ) -> Result<(), EduError> {
+        self.transfer(c, EduTransfer { direction: EduDirection::ToDevice, ram, device_offset: off, len }, t)
+    }
+
+    fn dma_from_device(
+        &mut self,
+        c: &mut FakeClock,
+        ram: BusAddr,
+        off: u32,
+        len: u32,
+        t: u64,
+    ) -> Result<(), EduError> {
+        self.transfer(c, EduTransfer { direction: EduDirection::FromDevice, ram, device_offset: off, len }, t)
+    }
+}

@@ -10,8 +10,8 @@ use drivers::addr::PhysAddr;
 use drivers::devtree::phb::PhbInfo;
 use drivers::dma::{DeviceDma, DmaHandle};
 use drivers::edu::{
-    Clock, Edu, EduRegs, DEFAULT_DMA_TIMEOUT_US, EDU_BAR0_SIZE, EDU_DMA_MASK, EDU_DMA_MASK_BITS,
-    EDU_USABLE_BUFFER_LEN,
+    Clock, Edu, EduDirection, EduRegs, EduTransfer, DEFAULT_DMA_TIMEOUT_US, EDU_BAR0_SIZE, EDU_DMA_MASK,
+    EDU_DMA_MASK_BITS, EDU_USABLE_BUFFER_LEN,
 };
 use drivers::iommu::DmaDirection;
 use drivers::pci::Function;
@@ -118,10 +118,12 @@ pub fn run(
     kv!(key("iova_from_device"), "{}", from_device.bus_addr());
     kv!(key("bytes"), "{len}");
     let mut clock = Timebase(hz);
+    let step = |direction, ram| EduTransfer { direction, ram, device_offset: 0, len: len as u32 };
     let result = edu
-        .dma_to_device(&mut clock, to_device.bus_addr(), 0, len as u32, DEFAULT_DMA_TIMEOUT_US)
+        .transfer(&mut clock, step(EduDirection::ToDevice, to_device.bus_addr()), DEFAULT_DMA_TIMEOUT_US)
         .and_then(|()| {
-            edu.dma_from_device(&mut clock, from_device.bus_addr(), 0, len as u32, DEFAULT_DMA_TIMEOUT_US)
+            let back = step(EduDirection::FromDevice, from_device.bus_addr());
+            edu.transfer(&mut clock, back, DEFAULT_DMA_TIMEOUT_US)
         });
     if let Err(e) = result {
         // The transfer may still be running: leave the buffers mapped (their TCEs and IOVAs

@@ -53,7 +53,6 @@ impl PhysBuffer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endian {
     /// Little-endian (PCI's, virtio's).
-    #[allow(dead_code)] // virtio registers go through virtio-drivers' own accessors
     Little,
     /// Big-endian (QEMU `DEVICE_NATIVE_ENDIAN` devices such as `edu` on ppc64).
     Big,
@@ -86,43 +85,56 @@ impl Mmio {
         (self.base + offset) as *mut T
     }
 
+    fn read<T: Register>(&self, offset: usize) -> T {
+        // SAFETY: in the region (checked by `at`), aligned, device memory per the constructor.
+        let raw = unsafe { self.at::<T>(offset).read_volatile() };
+        arch_ppc64::cpu::sync();
+        raw.swap_for(self.endian)
+    }
+
+    fn write<T: Register>(&self, offset: usize, value: T) {
+        arch_ppc64::cpu::sync();
+        // SAFETY: as in `read`.
+        unsafe { self.at::<T>(offset).write_volatile(value.swap_for(self.endian)) }
+    }
+
     /// Reads a 32-bit register.
     pub fn read32(&self, offset: usize) -> u32 {
-        // SAFETY: in the region (checked by `at`), aligned, device memory per the constructor.
-        let raw = unsafe { self.at::<u32>(offset).read_volatile() };
-        arch_ppc64::cpu::sync();
-        if self.endian == Endian::Big {
-            u32::from_be(raw)
-        } else {
-            u32::from_le(raw)
-        }
+        self.read(offset)
     }
 
     /// Writes a 32-bit register.
     pub fn write32(&self, offset: usize, value: u32) {
-        let raw = if self.endian == Endian::Big { value.to_be() } else { value.to_le() };
-        arch_ppc64::cpu::sync();
-        // SAFETY: as in read32.
-        unsafe { self.at::<u32>(offset).write_volatile(raw) }
+        self.write(offset, value);
     }
 
     /// Reads a 64-bit register.
     pub fn read64(&self, offset: usize) -> u64 {
-        // SAFETY: as in read32.
-        let raw = unsafe { self.at::<u64>(offset).read_volatile() };
-        arch_ppc64::cpu::sync();
-        if self.endian == Endian::Big {
-            u64::from_be(raw)
-        } else {
-            u64::from_le(raw)
-        }
+        self.read(offset)
     }
 
     /// Writes a 64-bit register.
     pub fn write64(&self, offset: usize, value: u64) {
-        let raw = if self.endian == Endian::Big { value.to_be() } else { value.to_le() };
-        arch_ppc64::cpu::sync();
-        // SAFETY: as in read32.
-        unsafe { self.at::<u64>(offset).write_volatile(raw) }
+        self.write(offset, value);
     }
 }
+
+/// A register width; byte-swapping is its own inverse, so one conversion serves both ways.
+trait Register: Copy {
+    fn swap_for(self, endian: Endian) -> Self;
+}
+
+macro_rules! register {
+    ($($ty:ty),*) => {$(
+        impl Register for $ty {
+            fn swap_for(self, endian: Endian) -> Self {
+                match endian {
+                    Endian::Big => <$ty>::from_be(self),
+                    Endian::Little => <$ty>::from_le(self),
+                }
+            }
+        }
+    )*};
+}
+
+register!(u32, u64);
