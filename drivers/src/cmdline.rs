@@ -2,7 +2,9 @@
 //!
 //! Known keys: `test=panic` (panic on purpose), `test=dsi` (touch an invalid address),
 //! `test=program` (execute an illegal instruction), `ddw=off` (create no Dynamic DMA Window:
-//! every device uses its PE's default window). Unknown words are reported, not fatal.
+//! every device uses its PE's default window), `ddw=single` (treat every PE as a single-window
+//! PE: replace the default window), `ddw=single-fail` (the same, with the create after the
+//! removal failing on purpose, to exercise the reset). Unknown words are reported, not fatal.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -25,6 +27,10 @@ pub struct Args {
     pub test: Option<TestMode>,
     /// `ddw=off`: keep every PE on its default window.
     pub ddw_off: bool,
+    /// `ddw=single` / `ddw=single-fail`: take the single-window path.
+    pub ddw_single: bool,
+    /// `ddw=single-fail`: fail the create after the default window's removal.
+    pub ddw_fail_after_remove: bool,
     /// Words that were not understood.
     pub unknown: Vec<String>,
 }
@@ -40,6 +46,8 @@ impl Args {
                 "test=program" => args.test = Some(TestMode::Program),
                 "ddw=off" => args.ddw_off = true,
                 "ddw=on" => args.ddw_off = false,
+                "ddw=single" => args.ddw_single = true,
+                "ddw=single-fail" => (args.ddw_single, args.ddw_fail_after_remove) = (true, true),
                 other => args.unknown.push(String::from(other)),
             }
         }
@@ -62,5 +70,9 @@ mod tests {
         assert!(!Args::parse("").ddw_off);
         assert!(Args::parse("ddw=off").ddw_off);
         assert!(!Args::parse("ddw=off ddw=on").ddw_off);
+        let single = Args::parse("ddw=single");
+        assert!(single.ddw_single && !single.ddw_fail_after_remove);
+        let fail = Args::parse("ddw=single-fail");
+        assert!(fail.ddw_single && fail.ddw_fail_after_remove);
     }
 }

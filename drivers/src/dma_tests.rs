@@ -38,6 +38,9 @@ fn pe(hv: &mut HypervisorModel, mask_bits: Option<u32>) -> PeDma {
             ram_end: 2 * GIB,
             device_mask_bits: bits,
             multi_tce: MultiTce::Available,
+            default: None,
+            force_single_window: false,
+            iova_holes: &[],
         };
         enable_ddw(hv, &mut NoDelay, &request).unwrap()
     });

@@ -26,12 +26,14 @@ pub struct PeHypervisor {
     tokens: DdwApplicable,
     reset_token: Option<u32>,
     tce: HvTce,
+    /// Test knob (`ddw=single-fail`): the next create fails with -1 without calling RTAS.
+    pub fail_next_create: bool,
 }
 
 impl PeHypervisor {
     /// The calls named by the PE node's `ibm,ddw-applicable` (and its reset extension).
     pub fn new(rtas: Rtas, tokens: DdwApplicable, reset_token: Option<u32>) -> Self {
-        Self { rtas, tokens, reset_token, tce: HvTce }
+        Self { rtas, tokens, reset_token, tce: HvTce, fail_next_create: false }
     }
 
     fn call(&self, token: u32, args: &[u32], rets: &mut [u32], what: DdwCall) -> Result<(), RtasError> {
@@ -77,6 +79,9 @@ impl DdwRtas for PeHypervisor {
         let [config, hi, lo] = pe_args(pe);
         let mut rets = [0u32; 3];
         let what = DdwCall::Create { pe, page_shift, window_shift };
+        if core::mem::take(&mut self.fail_next_create) {
+            return Err(RtasError { call: what, status: -1 });
+        }
         self.call(self.tokens.create, &[config, hi, lo, page_shift, window_shift], &mut rets, what)?;
         let bus_base = u64::from(rets[1]) << 32 | u64::from(rets[2]);
         Ok(CreateResponse { liobn: Liobn(rets[0]), bus_base: BusAddr(bus_base) })

@@ -102,7 +102,7 @@ fn kernel_main(handoff: BootHandoff) -> ! {
     let args = Args::parse(platform.bootargs.as_deref().unwrap_or(""));
     report_boot(&booted, &handoff, &args, &platform, &fdt);
     let functions = pci_scan::scan_all(&platform, rtas);
-    pe_setup::setup_all(&platform, rtas, &fdt, &functions, args.ddw_off);
+    pe_setup::setup_all(&platform, rtas, &fdt, &functions, &args);
     let hz = platform.cpus.timebase_hz.unwrap_or(512_000_000).max(1);
     let failures = selftest::run(&platform, rtas, &functions, &reserved_memory(&booted, &fdt), hz);
     run_test_mode(args.test);

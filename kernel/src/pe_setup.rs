@@ -14,9 +14,12 @@ use alloc::vec::Vec;
 use arch_ppc64::cpu;
 use arch_ppc64::println;
 use arch_ppc64::rtas::Rtas;
-use drivers::devtree::phb::PhbInfo;
+use drivers::addr::BusAddr;
+use drivers::cmdline::Args;
+use drivers::devtree::phb::{PciSpace, PhbInfo};
 use drivers::devtree::platform::Platform;
 use drivers::dma::PeDma;
+use drivers::iommu::ddw::DefaultWindow;
 use drivers::iommu::{
     enable_ddw, Ddw, DdwError, DdwMapping, DmaWindow, DynamicWindow, MultiTce, PeAddress, PeRequest,
     WindowLimit,
@@ -42,7 +45,7 @@ pub fn setup_all(
     rtas: Rtas,
     fdt: &fdt::Fdt<'_>,
     functions: &[Vec<Function>],
-    ddw_off: bool,
+    args: &Args,
 ) {
     println!("== dma windows");
     let multi_tce =
@@ -51,7 +54,7 @@ pub fn setup_all(
     let mut pes = PES.lock();
     for (index, phb) in platform.phbs.iter().enumerate() {
         let devices = functions.get(index).map_or(&[][..], Vec::as_slice);
-        let dma = setup_pe(index, phb, platform, rtas, fdt, devices, ddw_off, multi_tce, hz);
+        let dma = setup_pe(index, phb, platform, rtas, fdt, devices, args, multi_tce, hz);
         pes.push(Pe { dma });
     }
 }
@@ -78,7 +81,7 @@ fn setup_pe(
     rtas: Rtas,
     fdt: &fdt::Fdt<'_>,
     devices: &[Function],
-    ddw_off: bool,
+    args: &Args,
     multi_tce: MultiTce,
     hz: u64,
 ) -> PeDma {
@@ -103,7 +106,7 @@ fn setup_pe(
         Some(Err(e)) => kv!(key("default_error"), "the PHB's ibm,dma-window is unusable: {e}"),
         None => kv!(key("default_error"), "the PHB has no ibm,dma-window"),
     }
-    let why_not: Option<String> = if ddw_off {
+    let why_not: Option<String> = if args.ddw_off {
         Some("ddw=off on the kernel command line".into())
     } else if node != phb.path {
         Some(format!("the PE node {node} is below the PHB; per-device PEs are not handled yet"))
@@ -122,7 +125,24 @@ fn setup_pe(
     let (Some(applicable), Some(first)) = (phb.ddw_applicable, devices.first()) else { return dma };
     let extensions = phb.ddw_extensions.as_ref();
     let mut hv = PeHypervisor::new(rtas, applicable, extensions.and_then(|e| e.reset_token()));
+    hv.fail_next_create = args.ddw_fail_after_remove;
     let pe = PeAddress { config_addr: first.bdf.config_addr(0), buid: phb.buid };
+    // A dynamic window at bus 0 (replacing the default) must not hand out the 32-bit MMIO
+    // window or QEMU's MSI doorbell page (papr-ddw-facts §2.1, §7).
+    let mut holes: Vec<(BusAddr, u64)> = phb
+        .ranges
+        .iter()
+        .filter(|r| r.space == PciSpace::Mem32)
+        .map(|r| (BusAddr(r.bus_addr), r.size))
+        .collect();
+    holes.push((BusAddr(MSI_WINDOW), MSI_WINDOW_SIZE));
+    // Devices whose drivers declare narrow masks keep the default window in use.
+    let narrow_devices = devices.iter().filter(|f| crate::edu_test::is_edu(f)).count() as u32;
+    let default = dma.default.as_ref().map(|d| DefaultWindow {
+        window: *d.window(),
+        live_pages: d.in_use(),
+        narrow_devices,
+    });
     let request = PeRequest {
         pe,
         extensions,
@@ -130,6 +150,9 @@ fn setup_pe(
         ram_end: platform.max_possible_ram_addr(),
         device_mask_bits: 64,
         multi_tce,
+        default,
+        force_single_window: args.ddw_single,
+        iova_holes: &holes,
     };
     let start = cpu::timebase();
     let result = enable_ddw(&mut hv, &mut TimebaseDelay { hz }, &request);
@@ -138,9 +161,19 @@ fn setup_pe(
         Ok(ddw) => report_ddw(index, ddw, ticks, hz),
         Err(error) => report_failure(index, error),
     }
+    if result.as_ref().is_ok_and(|ddw| ddw.slot == 0) {
+        // The DDW took the default window's place.
+        dma.default = None;
+        kv!(key("default_removed"), "yes");
+    }
     dma.ddw = result.ok();
     dma
 }
+
+/// QEMU's MSI doorbell bus address, inside the IOMMU's address space.
+const MSI_WINDOW: u64 = 0x400_0000_0000;
+/// The part of it kept out of dynamic windows.
+const MSI_WINDOW_SIZE: u64 = 0x10_0000;
 
 fn report_ddw(index: usize, ddw: &Ddw, ticks: u64, hz: u64) {
     let key = |name: &str| format!("pe.{index}.{name}");
@@ -182,6 +215,14 @@ fn report_failure(index: usize, error: &DdwError) {
     println!("  PE {index}: no DDW, staying on the default window: {error}");
     kv!(format!("pe.{index}.ddw"), "none");
     kv!(format!("pe.{index}.ddw.error"), "{error}");
+    if let DdwError::AfterRemoval { restore, .. } = error {
+        let state = match (restore.reset, restore.default_back) {
+            (None, true) => "restored",
+            (None, false) => "reset-but-missing",
+            (Some(_), _) => "reset-failed",
+        };
+        kv!(format!("pe.{index}.default_restore"), "{state}");
+    }
 }
 
 fn limit_name(limit: WindowLimit) -> &'static str {

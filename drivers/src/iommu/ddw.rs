@@ -10,18 +10,29 @@
 //!    ([`map_ram`]); a window capped below RAM becomes a dynamic (IOMMU-mapped) one.
 //!
 //! On any failure after the create, what was mapped is cleared and the window removed, so the
-//! PE is left exactly as it was: on its default window. QEMU always answers one free window
-//! (§2.3); a PE with none (single-window SR-IOV VFs) is reported, not handled here.
+//! PE is left exactly as it was: on its default window.
+//!
+//! A PE whose query answers 0 free windows (PowerVM SR-IOV VFs: one window per PE, §1.4 steps
+//! 7/13/16, §1.5) can only get a DDW in place of its default window: provided the default
+//! window has no live mapping and `ibm,ddw-extensions` offers the reset call, every TCE of the
+//! default window is cleared (H_STUFF_TCE ≤ 512), the window removed and the query repeated;
+//! the DDW then occupies table slot 0 (Linux ≥ 6.11 "table[0] for IOV VF's DDW"; QEMU puts it at
+//! bus address 0, §2.3). Any failure after the removal calls `ibm,reset-pe-dma-windows` and
+//! checks with a query and an H_GET_TCE that the default window is back. QEMU always answers
+//! a free window, so [`PeRequest::force_single_window`] takes this path on purpose.
 
 use core::fmt;
 
 use super::dynamic::DynamicWindow;
 use super::hcall::TceCalls;
-use super::map::{map_ram, MapError, MapStats, MultiTce};
+use alloc::boxed::Box;
+
+use super::hcall::HcallError;
+use super::map::{clear_window, map_ram, MapError, MapStats, MultiTce};
 use super::plan::{plan_window, PlanError, WindowMode, WindowPlan};
 use super::rtas::{DdwRtas, Delay, PeAddress, QueryOutputs, QueryResponse, RtasError};
 use super::window::{create_window, CreateError, DmaWindow};
-use crate::addr::PhysRange;
+use crate::addr::{BusAddr, PhysRange};
 use crate::devtree::dma_window::DdwExtensions;
 
 /// What the DDW setup of one PE needs to know.
@@ -39,6 +50,71 @@ pub struct PeRequest<'a> {
     pub device_mask_bits: u32,
     /// Whether H_PUT_TCE_INDIRECT / H_STUFF_TCE exist.
     pub multi_tce: MultiTce,
+    /// The default window and how many of its pages are mapped (needed to replace it).
+    pub default: Option<DefaultWindow>,
+    /// Treat the PE as a single-window PE even if the query offers a free window.
+    pub force_single_window: bool,
+    /// Bus ranges a dynamic window must never hand out (32-bit MMIO, MSI doorbells).
+    pub iova_holes: &'a [(BusAddr, u64)],
+}
+
+/// The PE's default window as the single-window path needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultWindow {
+    /// The window (`ibm,dma-window`).
+    pub window: DmaWindow,
+    /// Pages mapped in it now; it may only be removed when this is 0.
+    pub live_pages: u64,
+    /// Devices of the PE whose DMA mask only the default window serves (e.g. `edu`'s 28 bits).
+    pub narrow_devices: u32,
+}
+
+/// Why a single-window PE keeps its default window without trying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SingleWindowRefusal {
+    /// `ibm,ddw-extensions` offers no reset call, so a removed default window could not be
+    /// brought back.
+    NoResetExtension,
+    /// The PE has no default window to give up.
+    NoDefaultWindow,
+    /// The default window still maps this many pages.
+    DefaultInUse {
+        /// Live pages.
+        pages: u64,
+    },
+    /// Devices of the PE need the default window for their narrow DMA masks.
+    DefaultNeeded {
+        /// How many.
+        devices: u32,
+    },
+}
+
+impl fmt::Display for SingleWindowRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SingleWindowRefusal::NoResetExtension => {
+                write!(f, "ibm,ddw-extensions offers no ibm,reset-pe-dma-windows to restore it")
+            }
+            SingleWindowRefusal::NoDefaultWindow => write!(f, "the PE has no default window to replace"),
+            SingleWindowRefusal::DefaultInUse { pages } => {
+                write!(f, "the default window still maps {pages} page(s)")
+            }
+            SingleWindowRefusal::DefaultNeeded { devices } => {
+                write!(f, "{devices} device(s) of the PE have DMA masks only the default window serves")
+            }
+        }
+    }
+}
+
+/// How the default window came back after a failure on the single-window path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restore {
+    /// The reset call's failure, if it failed.
+    pub reset: Option<RtasError>,
+    /// Windows the query reported after the reset (`None` if it failed).
+    pub windows_available: Option<u32>,
+    /// Whether H_GET_TCE on the default window's first entry succeeded (the window exists).
+    pub default_back: bool,
 }
 
 impl PeRequest<'_> {
@@ -111,6 +187,27 @@ pub enum DdwError {
     },
     /// The create call failed (nothing to undo, or the bad window was already removed).
     Create(CreateError),
+    /// The PE has one window, in use by the default window, and it was not replaced.
+    SingleWindowRefused {
+        /// The answer.
+        query: QueryResponse,
+        /// Why not.
+        why: SingleWindowRefusal,
+    },
+    /// Clearing or removing the default window failed; it is still in place.
+    RemoveDefault {
+        /// The failing clear.
+        clear: Option<HcallError>,
+        /// The failing remove.
+        remove: Option<RtasError>,
+    },
+    /// A step after the default window's removal failed; the default window was reset.
+    AfterRemoval {
+        /// The failing step.
+        cause: Box<DdwError>,
+        /// How the reset went.
+        restore: Restore,
+    },
     /// Mapping RAM failed; the mapped part was cleared and the window removed.
     Map {
         /// The window that was created.
@@ -132,6 +229,28 @@ impl fmt::Display for DdwError {
                  {:#x}); removing the default window is not attempted",
                 query.largest_block, query.page_size_mask
             ),
+            DdwError::SingleWindowRefused { why, .. } => write!(
+                f,
+                "ibm,query-pe-dma-window reported 0 windows available and the default window cannot be \
+                 replaced: {why}"
+            ),
+            DdwError::RemoveDefault { clear: Some(error), .. } => {
+                write!(f, "clearing the default window before removing it failed: {error}")
+            }
+            DdwError::RemoveDefault { remove: Some(error), .. } => {
+                write!(f, "removing the default window failed: {error}")
+            }
+            DdwError::RemoveDefault { .. } => write!(f, "removing the default window failed"),
+            DdwError::AfterRemoval { cause, restore } => {
+                write!(f, "{cause}; after the default window's removal, so ")?;
+                match (restore.reset, restore.default_back) {
+                    (None, true) => write!(f, "ibm,reset-pe-dma-windows restored it"),
+                    (None, false) => {
+                        write!(f, "ibm,reset-pe-dma-windows succeeded but the default window does not answer")
+                    }
+                    (Some(error), _) => write!(f, "the reset failed too ({error}): the PE has no DMA window"),
+                }
+            }
             DdwError::Plan { error, .. } => write!(f, "{error}"),
             DdwError::Create(error) => write!(f, "{error}"),
             DdwError::Map { window, error, removal } => {
@@ -147,6 +266,7 @@ impl fmt::Display for DdwError {
 
 /// Queries, creates and (for a direct window) maps all RAM; on failure the PE is left on its
 /// default window and the error names the failing call.
+///
 /// `hv` is the partition's hypervisor: RTAS and the TCE hcalls act on the same tables.
 // The error carries every argument of the failing call for the report; it is returned once
 // per PE at boot, so its size does not matter.
@@ -158,9 +278,61 @@ pub fn enable_ddw(
 ) -> Result<Ddw, DdwError> {
     let outputs = request.query_outputs();
     let query = hv.query(request.pe, outputs).map_err(DdwError::Query)?;
-    if query.windows_available == 0 {
-        return Err(DdwError::NoWindowAvailable { query });
+    if query.windows_available > 0 && !request.force_single_window {
+        return create_and_map(hv, delay, request, query, 1);
     }
+    let default = single_window_check(request, query)?;
+    if let Err(error) = clear_window(hv, &default, request.multi_tce) {
+        return Err(DdwError::RemoveDefault { clear: Some(error), remove: None });
+    }
+    if let Err(error) = hv.remove(default.liobn()) {
+        return Err(DdwError::RemoveDefault { clear: None, remove: Some(error) });
+    }
+    let replaced = hv.query(request.pe, outputs).map_err(DdwError::Query).and_then(|query| {
+        if query.windows_available == 0 {
+            return Err(DdwError::NoWindowAvailable { query });
+        }
+        create_and_map(hv, delay, request, query, 0)
+    });
+    replaced.map_err(|cause| {
+        let reset = hv.reset(request.pe).err();
+        let windows_available = hv.query(request.pe, outputs).ok().map(|q| q.windows_available);
+        let default_back = reset.is_none() && hv.get_tce(default.liobn(), default.bus_base()).is_ok();
+        DdwError::AfterRemoval {
+            cause: Box::new(cause),
+            restore: Restore { reset, windows_available, default_back },
+        }
+    })
+}
+
+/// The default window, if a single-window PE may give it up.
+#[allow(clippy::result_large_err)]
+fn single_window_check(request: &PeRequest<'_>, query: QueryResponse) -> Result<DmaWindow, DdwError> {
+    let refuse = |why| Err(DdwError::SingleWindowRefused { query, why });
+    if request.extensions.and_then(DdwExtensions::reset_token).is_none() {
+        return refuse(SingleWindowRefusal::NoResetExtension);
+    }
+    match request.default {
+        None => refuse(SingleWindowRefusal::NoDefaultWindow),
+        Some(DefaultWindow { live_pages: pages @ 1.., .. }) => {
+            refuse(SingleWindowRefusal::DefaultInUse { pages })
+        }
+        Some(DefaultWindow { narrow_devices: devices @ 1.., .. }) => {
+            refuse(SingleWindowRefusal::DefaultNeeded { devices })
+        }
+        Some(DefaultWindow { window, .. }) => Ok(window),
+    }
+}
+
+#[allow(clippy::result_large_err)]
+fn create_and_map(
+    hv: &mut (impl DdwRtas + TceCalls),
+    delay: &mut impl Delay,
+    request: &PeRequest<'_>,
+    query: QueryResponse,
+    slot: u32,
+) -> Result<Ddw, DdwError> {
+    let outputs = request.query_outputs();
     let plan = plan_window(&query, request.ram_end, request.device_mask_bits)
         .map_err(|error| DdwError::Plan { query, error })?;
     let window = create_window(hv, delay, request.pe, &plan).map_err(DdwError::Create)?;
@@ -173,14 +345,19 @@ pub fn enable_ddw(
             }
         },
         WindowMode::Dynamic => {
-            (MapStats::default(), DdwMapping::Dynamic(DynamicWindow::new(window, request.multi_tce)))
+            let mut dynamic = DynamicWindow::new(window, request.multi_tce);
+            for &(start, len) in request.iova_holes {
+                // A fresh allocator has nothing allocated, so reserving cannot collide.
+                let _ = dynamic.allocator_mut().reserve(start, len);
+            }
+            (MapStats::default(), DdwMapping::Dynamic(dynamic))
         }
     };
     let ranges = match mapping {
         DdwMapping::Direct => request.ram.iter().filter(|r| r.size > 0).count(),
         DdwMapping::Dynamic(_) => 0,
     };
-    Ok(Ddw { query, outputs, plan, window, slot: 1, stats, ranges, mapping })
+    Ok(Ddw { query, outputs, plan, window, slot, stats, ranges, mapping })
 }
 
 #[cfg(test)]

@@ -31,7 +31,22 @@ fn qemu_extensions() -> DdwExtensions {
 }
 
 fn request<'a>(ram: &'a [PhysRange], ext: Option<&'a DdwExtensions>, ram_end: u64) -> PeRequest<'a> {
-    PeRequest { pe: PE, extensions: ext, ram, ram_end, device_mask_bits: 64, multi_tce: MultiTce::Available }
+    PeRequest {
+        pe: PE,
+        extensions: ext,
+        ram,
+        ram_end,
+        device_mask_bits: 64,
+        multi_tce: MultiTce::Available,
+        default: Some(DefaultWindow { window: default_window(), live_pages: 0, narrow_devices: 0 }),
+        force_single_window: false,
+        iova_holes: &[],
+    }
+}
+
+/// QEMU's default window: LIOBN …00, bus 0, 1 GiB of 4 KiB pages.
+fn default_window() -> DmaWindow {
+    DmaWindow::new(model_liobn(0), BusAddr(0), 12, 30).unwrap()
 }
 
 fn model(pgsz: u64) -> HypervisorModel {
@@ -165,12 +180,13 @@ fn query_failure_and_no_window_leave_the_pe_alone() {
     assert!(matches!(error, DdwError::Query(e) if e.status == -3), "{error:?}");
     assert!(error.to_string().contains("ibm,query-pe-dma-window"), "{error}");
     assert_eq!(hv.count(CallKind::Create), 0);
-    // A PE whose only window is in use: no create is attempted.
+    // Both windows in use and no reset extension: no removal, no create is attempted.
     let mut hv = model(0x1211000);
     enable_ddw(&mut hv, &mut NoDelay, &request(&ram, None, 2 * GIB)).unwrap();
     hv.clear_log();
     let error = enable_ddw(&mut hv, &mut NoDelay, &request(&ram, None, 2 * GIB)).unwrap_err();
-    assert!(matches!(error, DdwError::NoWindowAvailable { .. }));
+    let refusal = SingleWindowRefusal::NoResetExtension;
+    assert!(matches!(error, DdwError::SingleWindowRefused { why, .. } if why == refusal), "{error:?}");
     assert!(error.to_string().contains("0 windows available"), "{error}");
     assert_eq!((hv.count(CallKind::Create), hv.count(CallKind::Remove)), (0, 0));
     // No page size the kernel knows.
@@ -230,4 +246,129 @@ fn a_failing_remove_is_reported_too() {
     let error = enable_ddw(&mut hv, &mut NoDelay, &request(&ram, None, 2 * GIB)).unwrap_err();
     assert!(matches!(error, DdwError::Map { removal: Some(_), .. }), "{error:?}");
     assert!(error.to_string().contains("removing the window failed too"), "{error}");
+}
+
+/// A PowerVM-VF-like PE: one window at a time, 64K pages offered.
+fn single_window_model() -> HypervisorModel {
+    HypervisorModel::new(ModelConfig { max_windows: 1, page_size_mask: 0x3, ..ModelConfig::default() })
+}
+
+#[test]
+fn single_window_pe_replaces_its_default_window_in_slot_0() {
+    let ext = qemu_extensions();
+    let ram = [range(0, 2 * GIB)];
+    let mut hv = single_window_model();
+    // Something stale in the default window: it must be cleared before the removal.
+    hv.put_tce(model_liobn(0), BusAddr(0x5000), crate::iommu::Tce::from_raw(0x9003)).unwrap();
+    hv.clear_log();
+    let ddw = enable_ddw(&mut hv, &mut NoDelay, &request(&ram, Some(&ext), 2 * GIB)).unwrap();
+    assert_eq!(ddw.slot, 0);
+    // Nothing else is active, so the window lands at bus address 0 with the freed LIOBN.
+    assert_eq!((ddw.window.bus_base(), ddw.window.liobn()), (BusAddr(0), model_liobn(0)));
+    assert_eq!(ddw.direct_offset(), Some(0));
+    assert_eq!(hv.windows().count(), 1);
+    let kinds: alloc::vec::Vec<CallKind> = hv.calls().iter().map(|c| c.kind()).collect();
+    let first_stuff = kinds.iter().position(|k| *k == CallKind::StuffTce).unwrap();
+    let remove = kinds.iter().position(|k| *k == CallKind::Remove).unwrap();
+    assert!(first_stuff < remove, "{kinds:?}");
+    // 2^18 default TCEs cleared 512 at a time.
+    assert_eq!(hv.count(CallKind::StuffTce), 512);
+    assert_eq!(hv.count(CallKind::Query), 2);
+    assert_direct_map(&hv, &ddw, &ram);
+    assert_eq!(hv.translate(BusAddr(0x5000)), Some((PhysAddr(0x5000), TcePermission::ReadWrite)));
+}
+
+#[test]
+fn single_window_refusals_keep_the_default_window() {
+    let ram = [range(0, 2 * GIB)];
+    let ext = qemu_extensions();
+    let no_reset = DdwExtensions { cells: vec![0] };
+    let in_use = PeRequest {
+        default: Some(DefaultWindow { window: default_window(), live_pages: 3, narrow_devices: 0 }),
+        ..request(&ram, Some(&ext), 2 * GIB)
+    };
+    let needed = PeRequest {
+        default: Some(DefaultWindow { window: default_window(), live_pages: 0, narrow_devices: 1 }),
+        ..request(&ram, Some(&ext), 2 * GIB)
+    };
+    let no_default = PeRequest { default: None, ..request(&ram, Some(&ext), 2 * GIB) };
+    for (req, why) in [
+        (request(&ram, Some(&no_reset), 2 * GIB), SingleWindowRefusal::NoResetExtension),
+        (request(&ram, None, 2 * GIB), SingleWindowRefusal::NoResetExtension),
+        (in_use, SingleWindowRefusal::DefaultInUse { pages: 3 }),
+        (needed, SingleWindowRefusal::DefaultNeeded { devices: 1 }),
+        (no_default, SingleWindowRefusal::NoDefaultWindow),
+    ] {
+        let mut hv = single_window_model();
+        let error = enable_ddw(&mut hv, &mut NoDelay, &req).unwrap_err();
+        assert!(matches!(error, DdwError::SingleWindowRefused { why: w, .. } if w == why), "{error:?}");
+        assert!(error.to_string().contains("0 windows available"), "{error}");
+        assert_eq!(hv.count(CallKind::Remove) + hv.count(CallKind::StuffTce) + hv.count(CallKind::Create), 0);
+        assert!(hv.window(model_liobn(0)).is_some());
+    }
+}
+
+#[test]
+fn a_failure_after_the_removal_resets_and_checks_the_default_window() {
+    let ext = qemu_extensions();
+    let ram = [range(0, 2 * GIB)];
+    for (kind, nth) in [(CallKind::Query, 2), (CallKind::Create, 1), (CallKind::PutTceIndirect, 3)] {
+        let mut hv = single_window_model();
+        hv.inject(Fault { kind, nth, status: -1, entries_written: 0 });
+        let error = enable_ddw(&mut hv, &mut NoDelay, &request(&ram, Some(&ext), 2 * GIB)).unwrap_err();
+        let DdwError::AfterRemoval { restore, .. } = &error else { panic!("{kind:?}: {error:?}") };
+        assert_eq!(restore.reset, None);
+        assert!(restore.default_back, "{kind:?}");
+        assert_eq!(restore.windows_available, Some(0));
+        assert!(error.to_string().contains("restored it"), "{error}");
+        assert_eq!(hv.count(CallKind::Reset), 1);
+        let windows: alloc::vec::Vec<_> = hv.windows().map(|w| (w.liobn, w.tce_count)).collect();
+        assert_eq!(windows, [(model_liobn(0), 1 << 18)], "{kind:?}");
+        assert_eq!(hv.mapped_entries(), 0);
+    }
+    // The reset failing too is said plainly.
+    let mut hv = single_window_model();
+    hv.inject(Fault { kind: CallKind::Create, nth: 1, status: -1, entries_written: 0 });
+    hv.inject(Fault { kind: CallKind::Reset, nth: 1, status: -1, entries_written: 0 });
+    let error = enable_ddw(&mut hv, &mut NoDelay, &request(&ram, Some(&ext), 2 * GIB)).unwrap_err();
+    assert!(error.to_string().contains("the PE has no DMA window"), "{error}");
+}
+
+#[test]
+fn a_forced_single_window_on_qemu_lands_at_bus_0() {
+    let ext = qemu_extensions();
+    let ram = [range(0, 2 * GIB)];
+    let mut hv = model(0x1211000);
+    let req = PeRequest { force_single_window: true, ..request(&ram, Some(&ext), 2 * GIB) };
+    let ddw = enable_ddw(&mut hv, &mut NoDelay, &req).unwrap();
+    assert_eq!((ddw.slot, ddw.window.bus_base(), ddw.query.windows_available), (0, BusAddr(0), 2));
+    assert_eq!(hv.windows().count(), 1);
+}
+
+#[test]
+fn a_dynamic_window_at_bus_0_avoids_mmio_and_msi() {
+    let ext = qemu_extensions();
+    // 8 GiB of RAM for a 32-bit PE: a dynamic 4 GiB window of 16M pages at bus 0, which
+    // contains QEMU's 32-bit MMIO window [2 GiB, 4 GiB).
+    let ram = [range(0, 8 * GIB)];
+    let mut hv = model(0x1211000);
+    let holes = [(BusAddr(0x8000_0000), 0x8000_0000), (BusAddr(0x400_0000_0000), 0x1_0000)];
+    let req = PeRequest {
+        force_single_window: true,
+        device_mask_bits: 32,
+        iova_holes: &holes,
+        ..request(&ram, Some(&ext), 8 * GIB)
+    };
+    let mut ddw = enable_ddw(&mut hv, &mut NoDelay, &req).unwrap();
+    assert_eq!((ddw.window.bus_base(), ddw.plan.window_shift), (BusAddr(0), 32));
+    let DdwMapping::Dynamic(dynamic) = &mut ddw.mapping else { panic!("{:?}", ddw.mapping) };
+    let before = dynamic.allocator_mut().free_pages();
+    // Every page the allocator can hand out lies below the MMIO window.
+    let mut handed = alloc::vec::Vec::new();
+    while let Ok(iova) = dynamic.allocator_mut().alloc(1, 1, crate::iommu::DmaMask::from_bits(32)) {
+        assert!(iova.get() != 0 && iova.get() < 0x8000_0000, "{iova}");
+        handed.push(iova);
+    }
+    assert_eq!(handed.len() as u64, before);
+    assert!(before <= 128 && before >= 127, "{before}");
 }

@@ -71,11 +71,13 @@ pub struct ModelConfig {
     pub page_size_mask: u32,
     /// H_STUFF_TCE count rule.
     pub stuff_limit: StuffLimit,
+    /// Windows a PE may have at once (QEMU 2; a PowerVM SR-IOV VF 1).
+    pub max_windows: usize,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { buid: MODEL_BUID, page_size_mask: 0x107, stuff_limit: StuffLimit::Qemu }
+        Self { buid: MODEL_BUID, page_size_mask: 0x107, stuff_limit: StuffLimit::Qemu, max_windows: 2 }
     }
 }
 

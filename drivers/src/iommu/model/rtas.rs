@@ -50,6 +50,9 @@ impl HypervisorModel {
         if window_shift - page_shift > MAX_TCE_COUNT_SHIFT {
             return Err(RTAS_HARDWARE_ERROR);
         }
+        if self.active_windows() >= self.config.max_windows {
+            return Err(RTAS_HARDWARE_ERROR);
+        }
         let bus_base = if self.active_windows() == 0 { 0 } else { DMA64_WINDOW_BASE };
         let slot = self.windows.iter().position(Option::is_none).ok_or(RTAS_HARDWARE_ERROR)?;
         let window = ModelWindow::new(slot as u32, bus_base, page_shift, 1 << (window_shift - page_shift));
@@ -68,7 +71,7 @@ impl DdwRtas for HypervisorModel {
                 QueryOutputs::Six => LARGEST_BLOCK_64,
             };
             Ok(QueryResponse {
-                windows_available: 2 - model.active_windows() as u32,
+                windows_available: model.config.max_windows.saturating_sub(model.active_windows()) as u32,
                 largest_block,
                 page_size_mask: model.config.page_size_mask,
                 migration_capable: 0,
