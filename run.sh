@@ -4,7 +4,8 @@
 #   ./run.sh [options] [-- extra QEMU args]   set up, build, boot the default scenario, print the report
 #   ./run.sh build                            set up, build; print the kernel ELF and -bios image paths
 #   ./run.sh test                             set up, build, run every test (host unit tests + QEMU boots)
-#   ./run.sh bench [--runs N]                 set up, build, print boot-time figures (not a test)
+#   ./run.sh bench [boot|ddw] [--runs N] [--quick]
+#                                             set up, build, print boot-time and DDW figures (not tests)
 #
 # Options for a boot:
 #   --firmware slof|vof|bios   firmware path (default slof: QEMU's default firmware)
@@ -163,10 +164,28 @@ case "$cmd" in
         ;;
     bench)
         shift
+        # ./run.sh bench [boot|ddw] [--runs N] [--quick]: both benchmarks unless one is named;
+        # --runs goes to both, --quick only to bench_ddw.
+        which=all boot_args=() ddw_args=()
+        while [ $# -gt 0 ]; do
+            case "$1" in
+                boot|ddw) which="$1"; shift ;;
+                --runs) [ $# -ge 2 ] || die "--runs needs a number"
+                        boot_args+=(--runs "$2"); ddw_args+=(--runs "$2"); shift 2 ;;
+                --quick) ddw_args+=(--quick); shift ;;
+                *) die "unknown bench option '$1' (boot|ddw, --runs N, --quick)" ;;
+            esac
+        done
         setup; build
         cd "$ROOT"
-        PSERIES_KERNEL_ELF="$KERNEL_ELF" PSERIES_KERNEL_BIOS="$KERNEL_BIN" \
-            cargo run --quiet --release -p tests --bin bench_boot -- "$@"
+        export PSERIES_KERNEL_ELF="$KERNEL_ELF" PSERIES_KERNEL_BIOS="$KERNEL_BIN"
+        if [ "$which" != ddw ]; then
+            cargo run --quiet --release -p tests --bin bench_boot -- "${boot_args[@]}"
+        fi
+        if [ "$which" != boot ]; then
+            [ "$which" = ddw ] || echo
+            cargo run --quiet --release -p tests --bin bench_ddw -- "${ddw_args[@]}"
+        fi
         ;;
     run) shift || true; setup; build; boot "$@" ;;
     -*) setup; build; boot "$@" ;;

@@ -3,9 +3,11 @@
 //! `image` builds the raw `-bios` image; `build` finds or builds the kernel; `qemu` boots it
 //! under a chosen firmware and machine with a timeout, saving the console and QEMU's trace;
 //! `kv` and `trace` parse the kernel's `key=value` lines and QEMU's trace so tests can assert
-//! on both.
+//! on both; `disk` makes the disk images of the DMA self-tests and checks what the kernel
+//! reported about them and left in them.
 
 pub mod build;
+pub mod disk;
 pub mod image;
 pub mod kv;
 pub mod qemu;

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// `-M` for every boot: pseries with the speculation capabilities TCG cannot provide.
@@ -76,6 +76,8 @@ impl Firmware {
 struct Disk {
     id: String,
     bytes: u64,
+    /// The image's contents; `None` for zeros.
+    contents: Option<Arc<Vec<u8>>>,
 }
 
 /// One QEMU boot to perform.
@@ -164,8 +166,37 @@ impl Scenario {
 
     /// A zero-filled raw disk `<dir>/<id>.img` of `bytes`, as `-drive …,if=none,id=<id>`.
     pub fn disk(mut self, id: &str, bytes: u64) -> Self {
-        self.disks.push(Disk { id: id.to_string(), bytes });
+        self.disks.push(Disk { id: id.to_string(), bytes, contents: None });
         self
+    }
+
+    /// A raw disk `<dir>/<id>.img` holding `contents` (written afresh before every run), as
+    /// `-drive …,if=none,id=<id>`; read it back after the run from [`Outcome::disk_path`].
+    pub fn disk_image(mut self, id: &str, contents: Arc<Vec<u8>>) -> Self {
+        let bytes = contents.len() as u64;
+        self.disks.push(Disk { id: id.to_string(), bytes, contents: Some(contents) });
+        self
+    }
+
+    /// A virtio-blk on `bus` (see [`Scenario::virtio_blk`]) backed by a disk holding
+    /// `contents`; `iommu_platform` chooses the modern device that offers
+    /// `VIRTIO_F_ACCESS_PLATFORM` (DMA through the PHB's IOMMU) or a plain `virtio-blk-pci`
+    /// (no such feature: QEMU lets it DMA to guest-physical addresses directly).
+    pub fn virtio_blk_image(
+        self,
+        id: &str,
+        bus: Option<&str>,
+        contents: Arc<Vec<u8>>,
+        iommu_platform: bool,
+    ) -> Self {
+        let mut spec = format!("virtio-blk-pci,drive={id}");
+        if iommu_platform {
+            spec.push_str(",disable-legacy=on,iommu_platform=on");
+        }
+        if let Some(bus) = bus {
+            spec.push_str(&format!(",bus={bus}"));
+        }
+        self.disk_image(id, contents).device(&spec)
     }
 
     /// A 1 MiB disk `id` behind a modern virtio-blk that translates DMA through the PHB's
@@ -275,6 +306,11 @@ impl Scenario {
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         for disk in &self.disks {
             let path = dir.join(format!("{}.img", disk.id));
+            if let Some(contents) = &disk.contents {
+                fs::write(&path, contents.as_slice())
+                    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+                continue;
+            }
             let file =
                 File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
             file.set_len(disk.bytes).unwrap_or_else(|e| panic!("cannot size {}: {e}", path.display()));
@@ -370,6 +406,11 @@ impl Outcome {
     pub fn tail(&self, n: usize) -> String {
         let lines: Vec<&str> = self.console.lines().map(|l| l.trim_end_matches('\r')).collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The image of disk `id` in the scenario directory (as the guest left it).
+    pub fn disk_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.img"))
     }
 
     /// The parsed trace log.
@@ -554,6 +595,18 @@ mod tests {
             value_after(&args, "-device"),
             vec!["virtio-blk-pci,drive=d1,disable-legacy=on,iommu_platform=on,bus=phb1.0"]
         );
+        let image = Scenario::new("unit-image", Firmware::Vof)
+            .virtio_blk_image("d2", Some("pci.0"), Arc::new(vec![1; 512]), false)
+            .virtio_blk_image("d3", None, Arc::new(vec![2; 1024]), true);
+        let args = image.qemu_args(&artifacts());
+        assert_eq!(
+            value_after(&args, "-device"),
+            vec![
+                "virtio-blk-pci,drive=d2,bus=pci.0",
+                "virtio-blk-pci,drive=d3,disable-legacy=on,iommu_platform=on"
+            ]
+        );
+        assert!(value_after(&args, "-drive")[1].ends_with("d3.img,if=none,id=d3,format=raw"));
         let quiet = Scenario::new("unit-quiet", Firmware::Vof).trace(Vec::<String>::new());
         assert!(value_after(&quiet.qemu_args(&artifacts()), "-D").is_empty());
     }
