@@ -1,0 +1,135 @@
+//! The single-window path under QEMU (`ddw=single`, `ddw=single-fail`): the default window is
+//! cleared and removed, the DDW takes table slot 0 at bus address 0, and a failure after the
+//! removal is undone with `ibm,reset-pe-dma-windows`. Evidence: QEMU's `spapr_iommu_*` trace
+//! and the disk image checked on the host.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tests::disk;
+use tests::qemu::{Firmware, Outcome, Scenario};
+use tests::trace::TceStuff;
+
+const MIB: usize = 1 << 20;
+/// QEMU's default window on PHB 0: LIOBN, 1 GiB of 4 KiB TCEs.
+const DEFAULT_LIOBN: u64 = 0x8000_0000;
+const DEFAULT_TCES: u64 = 1 << 18;
+
+/// A 2 GiB VOF boot with one scratch disk (no `edu`: it needs the default window).
+fn boot(name: &str, append: &str, seed: u64) -> (Outcome, Arc<Vec<u8>>) {
+    let image = Arc::new(disk::scratch_image(16 * MIB, seed));
+    let outcome = Scenario::new(name, Firmware::Vof)
+        .memory("2G")
+        .timeout(Duration::from_secs(240))
+        .trace(["spapr_iommu_pci_*", "spapr_iommu_ddw_*"])
+        .append(append)
+        .virtio_blk_image("disk0", None, Arc::clone(&image), true)
+        .run();
+    (outcome, image)
+}
+
+/// Every CRC reported equals the host's, and the scratch copy landed in the image.
+fn check_disk(outcome: &Outcome, image: &[u8]) {
+    for (k, crc) in disk::mib_crcs(image).iter().enumerate() {
+        outcome.expect_kv(&format!("blk.0.crc.{k}"), &disk::crc_text(*crc));
+    }
+    outcome.expect_kv("blk.0.copy", "done");
+    let after = std::fs::read(outcome.disk_path("disk0")).unwrap_or_else(|e| outcome.fail(&format!("{e}")));
+    if let Err(why) = disk::check_scratch_copy(image, &after) {
+        outcome.fail(&format!("host image after the run: {why}"));
+    }
+}
+
+/// The default window's TCEs cleared 512 at a time (never more) before its removal. QEMU
+/// traces H_STUFF_TCE's `ioba` after its loop, i.e. one past the last entry written.
+fn check_default_cleared(outcome: &Outcome) {
+    let trace = outcome.parsed_trace();
+    let events = trace.events();
+    let Some(remove) = events.iter().position(|e| e.name == "spapr_iommu_ddw_remove") else {
+        outcome.fail("QEMU traced no ddw_remove")
+    };
+    if !events[remove].rest.contains("liobn=0x80000000") {
+        outcome.fail(&format!("the first window removed is not the default one: {}", events[remove].rest));
+    }
+    let before: Vec<TceStuff> = events[..remove]
+        .iter()
+        .filter(|e| e.name == "spapr_iommu_pci_stuff")
+        .map(|e| {
+            TceStuff::parse(&e.rest).unwrap_or_else(|| outcome.fail(&format!("bad stuff line {}", e.rest)))
+        })
+        .filter(|s| s.liobn == DEFAULT_LIOBN)
+        .collect();
+    let mut covered = vec![false; DEFAULT_TCES as usize];
+    for s in &before {
+        let first = (s.ioba >> 12).checked_sub(s.npages);
+        if s.npages > 512 || s.tce_value != 0 || s.ret != 0 || first.is_none() {
+            outcome.fail(&format!("bad clearing call before the removal: {s:?}"));
+        }
+        for i in first.unwrap_or(0)..(s.ioba >> 12) {
+            if let Some(slot) = covered.get_mut(i as usize) {
+                *slot = true;
+            }
+        }
+    }
+    let missing = covered.iter().filter(|c| !**c).count();
+    if missing != 0 {
+        outcome.fail(&format!(
+            "{missing} default-window TCEs were not cleared before its removal ({} calls)",
+            before.len()
+        ));
+    }
+}
+
+#[test]
+fn a_single_window_pe_gets_its_ddw_in_slot_0_at_bus_0() {
+    let (outcome, image) = boot("single-window", "ddw=single", 0x5151_0001);
+    outcome.expect_ok().expect_kv("selftest.status", "ok");
+    outcome
+        .expect_kv("pe.0.ddw", "direct")
+        .expect_kv("pe.0.ddw.slot", "0")
+        .expect_kv("pe.0.ddw.bus_base", "0x0")
+        .expect_kv("pe.0.default_removed", "yes")
+        .expect_kv("blk.0.dma", "direct")
+        .expect_kv("blk.0.dma_offset", "0x0");
+    check_default_cleared(&outcome);
+    let trace = outcome.parsed_trace();
+    let creates = trace.ddw_creates().unwrap_or_else(|e| outcome.fail(&e));
+    match creates.as_slice() {
+        [c] if c.start == 0 && c.page_size == 1 << 24 && c.window_size == 1 << 31 => {}
+        other => outcome.fail(&format!("expected one 16M-page create of 2 GiB at bus 0, got {other:x?}")),
+    }
+    // All of RAM mapped at IOVA = physical through the new table: 128 TCEs, one call.
+    let liobn = creates[0].liobn;
+    let indirect = trace.pci_indirects().unwrap_or_else(|e| outcome.fail(&e));
+    let mapped: Vec<_> = indirect.iter().filter(|c| c.liobn == liobn).collect();
+    if mapped.len() != 1 || mapped[0].ioba != 0 || mapped[0].entries() != Some(128) {
+        outcome.fail(&format!("expected one 128-TCE indirect call at bus 0 on {liobn:#x}, got {mapped:x?}"));
+    }
+    check_disk(&outcome, &image);
+}
+
+#[test]
+fn a_failure_after_the_removal_resets_to_the_default_window() {
+    let (outcome, image) = boot("single-window-fail", "ddw=single-fail", 0x5151_0002);
+    outcome.expect_ok().expect_kv("selftest.status", "ok");
+    outcome
+        .expect_kv("pe.0.ddw", "none")
+        .expect_kv("pe.0.default_restore", "restored")
+        .expect_kv("blk.0.dma", "default-iommu")
+        .expect_kv("blk.0.dma_liobn", "0x80000000");
+    let error = outcome.require("pe.0.ddw.error");
+    if !error.contains("ibm,create-pe-dma-window") || !error.contains("restored it") {
+        outcome.fail(&format!("the error does not name the failing create and the restore: {error}"));
+    }
+    check_default_cleared(&outcome);
+    let trace = outcome.parsed_trace();
+    let resets = trace.ddw_resets().unwrap_or_else(|e| outcome.fail(&e));
+    if resets.len() != 1 || resets[0].buid != 0x0800_0000_2000_0000 {
+        outcome.fail(&format!("expected one reset of PHB 0, got {resets:x?}"));
+    }
+    // After the reset the disk's buffers are mapped in the restored default window.
+    let puts = trace.pci_indirects().unwrap_or_else(|e| outcome.fail(&e));
+    if !puts.iter().any(|c| c.liobn == DEFAULT_LIOBN && c.ret == 0) {
+        outcome.fail("no TCE was written into the restored default window");
+    }
+    check_disk(&outcome, &image);
+}
