@@ -260,7 +260,3 @@ impl DeviceDma {
         }
     }
 }
-
-#[cfg(test)]
-#[path = "dma_tests.rs"]
-mod tests;

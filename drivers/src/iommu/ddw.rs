@@ -359,7 +359,3 @@ fn create_and_map(
     };
     Ok(Ddw { query, outputs, plan, window, slot, stats, ranges, mapping })
 }
-
-#[cfg(test)]
-#[path = "tests_ddw.rs"]
-mod tests;

@@ -239,7 +239,3 @@ impl DynamicWindow {
         }
     }
 }
-
-#[cfg(test)]
-#[path = "tests_dynamic.rs"]
-mod tests;

@@ -273,7 +273,3 @@ pub fn clear_window(
     calls.sync();
     Ok(stats)
 }
-
-#[cfg(test)]
-#[path = "tests_map.rs"]
-mod tests;

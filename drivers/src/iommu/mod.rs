@@ -17,9 +17,6 @@ pub mod rtas;
 pub mod tce;
 pub mod window;
 
-#[cfg(test)]
-pub mod model;
-
 pub use ddw::{enable_ddw, Ddw, DdwError, DdwMapping, PeRequest};
 pub use dynamic::{BufferError, DynamicWindow, Mapping, UnmapError, UnmapFailure};
 pub use hcall::{HcallError, HcallName, TceCalls, TceHcall};

@@ -321,7 +321,3 @@ fn create_with_retry(
         }
     }
 }
-
-#[cfg(test)]
-#[path = "tests_window.rs"]
-mod tests;

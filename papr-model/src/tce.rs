@@ -2,12 +2,12 @@
 //!
 //! See the parent module for the facts relied on.
 
-use alloc::vec::Vec;
+use std::vec::Vec;
 
 use super::{HypervisorModel, ModelCall, ModelWindow, StuffLimit};
-use crate::addr::{BusAddr, Liobn};
-use crate::iommu::hcall::{HcallError, TceCalls, TceHcall, H_P4, H_PARAMETER};
-use crate::iommu::tce::{Tce, MAX_TCES_PER_CALL};
+use drivers::addr::{BusAddr, Liobn};
+use drivers::iommu::hcall::{HcallError, TceCalls, TceHcall, H_P4, H_PARAMETER};
+use drivers::iommu::tce::{Tce, MAX_TCES_PER_CALL};
 
 /// The entry index for `ioba`, or H_PARAMETER if it is outside the window or not page aligned.
 fn entry_index(window: &ModelWindow, ioba: BusAddr) -> Result<u64, i64> {

@@ -1,16 +1,16 @@
 //! Mode choice and buffer mapping per device, against the QEMU-7.2 model.
 
-use alloc::vec;
-
-use super::*;
-use crate::addr::PhysRange;
-use crate::devtree::dma_window::{DdwExtensions, DmaWindowProp};
-use crate::iommu::ddw::{enable_ddw, PeRequest};
-use crate::iommu::map::MultiTce;
-use crate::iommu::model::{model_liobn, CallKind, HypervisorModel, DMA64_WINDOW_BASE, MODEL_BUID};
-use crate::iommu::rtas::{BusyWait, Delay, PeAddress};
-use crate::iommu::tce::TcePermission;
-use crate::iommu::window::DmaWindow;
+use drivers::addr::PhysRange;
+use drivers::addr::*;
+use drivers::devtree::dma_window::{DdwExtensions, DmaWindowProp};
+use drivers::dma::*;
+use drivers::iommu::ddw::{enable_ddw, PeRequest};
+use drivers::iommu::map::MultiTce;
+use drivers::iommu::rtas::{BusyWait, Delay, PeAddress};
+use drivers::iommu::tce::TcePermission;
+use drivers::iommu::window::DmaWindow;
+use drivers::iommu::*;
+use papr_model::{model_liobn, CallKind, HypervisorModel, DMA64_WINDOW_BASE, MODEL_BUID};
 
 const GIB: u64 = 1 << 30;
 

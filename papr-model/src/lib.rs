@@ -16,22 +16,22 @@
 //!   written; H_STUFF_TCE checks the range and, with [`StuffLimit::Papr512`], answers H_P4
 //!   above 512 entries as PAPR/PowerVM do (QEMU does not).
 //!
-//! [`TceCalls`]: super::hcall::TceCalls
-//! [`DdwRtas`]: super::rtas::DdwRtas
+//! [`TceCalls`]: drivers::iommu::hcall::TceCalls
+//! [`DdwRtas`]: drivers::iommu::rtas::DdwRtas
 
 mod rtas;
 mod tce;
 #[cfg(test)]
 mod tests;
 
-use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
+use std::collections::BTreeMap;
+use std::vec::Vec;
 
-use super::hcall::TceHcall;
-use super::plan::PAGE_SIZE_BITS;
-use super::rtas::DdwCall;
-use super::tce::{Tce, TcePermission};
-use crate::addr::{BusAddr, Liobn, PhysAddr};
+use drivers::addr::{BusAddr, Liobn, PhysAddr};
+use drivers::iommu::hcall::TceHcall;
+use drivers::iommu::plan::PAGE_SIZE_BITS;
+use drivers::iommu::rtas::DdwCall;
+use drivers::iommu::tce::{Tce, TcePermission};
 
 /// LIOBN of window `n` on PHB 0 (`SPAPR_PCI_LIOBN(0, n)`).
 pub const fn model_liobn(n: u32) -> Liobn {

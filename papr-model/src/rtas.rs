@@ -3,9 +3,9 @@
 //! See the parent module for the facts relied on.
 
 use super::{HypervisorModel, ModelCall, ModelWindow, DMA64_WINDOW_BASE};
-use crate::addr::{BusAddr, Liobn};
-use crate::iommu::plan::{query_bit_for_page_shift, MAX_TCE_COUNT_SHIFT};
-use crate::iommu::rtas::{
+use drivers::addr::{BusAddr, Liobn};
+use drivers::iommu::plan::{query_bit_for_page_shift, MAX_TCE_COUNT_SHIFT};
+use drivers::iommu::rtas::{
     CreateResponse, DdwCall, DdwRtas, PeAddress, QueryOutputs, QueryResponse, RtasError, RTAS_HARDWARE_ERROR,
     RTAS_PARAMETER_ERROR,
 };

@@ -1,17 +1,18 @@
 //! Direct mapping and clearing against the QEMU model: call counts, batching, unwinding.
 
-use alloc::vec::Vec;
+use drivers::addr::*;
+use drivers::iommu::*;
+use std::vec::Vec;
 
-use super::*;
-use crate::iommu::hcall::H_NOT_ENOUGH_RESOURCES;
-use crate::iommu::model::{
+use drivers::iommu::hcall::H_NOT_ENOUGH_RESOURCES;
+use drivers::iommu::plan::plan_window;
+use drivers::iommu::rtas::{BusyWait, DdwRtas, Delay, PeAddress, QueryOutputs};
+use drivers::iommu::window::create_window;
+use drivers::iommu::TceHcall;
+use papr_model::{
     model_liobn, query_mask_from_pgsz, CallKind, Fault, HypervisorModel, ModelCall, ModelConfig, StuffLimit,
     MODEL_BUID,
 };
-use crate::iommu::plan::plan_window;
-use crate::iommu::rtas::{BusyWait, DdwRtas, Delay, PeAddress, QueryOutputs};
-use crate::iommu::window::create_window;
-use crate::iommu::TceHcall;
 
 const PE: PeAddress = PeAddress { config_addr: 0, buid: MODEL_BUID };
 const GIB: u64 = 1 << 30;
@@ -139,10 +140,10 @@ fn a_failure_anywhere_unwinds_everything() {
     }
 }
 
-fn kind_name(kind: CallKind) -> crate::iommu::HcallName {
+fn kind_name(kind: CallKind) -> drivers::iommu::HcallName {
     match kind {
-        CallKind::PutTce => crate::iommu::HcallName::PutTce,
-        _ => crate::iommu::HcallName::PutTceIndirect,
+        CallKind::PutTce => drivers::iommu::HcallName::PutTce,
+        _ => drivers::iommu::HcallName::PutTceIndirect,
     }
 }
 

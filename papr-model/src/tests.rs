@@ -1,8 +1,8 @@
 //! The model behaves like QEMU 7.2 where the driver depends on it.
 
 use super::*;
-use crate::iommu::hcall::{TceCalls, H_P4, H_PARAMETER};
-use crate::iommu::rtas::{DdwRtas, PeAddress, QueryOutputs, RTAS_HARDWARE_ERROR, RTAS_PARAMETER_ERROR};
+use drivers::iommu::hcall::{TceCalls, H_P4, H_PARAMETER};
+use drivers::iommu::rtas::{DdwRtas, PeAddress, QueryOutputs, RTAS_HARDWARE_ERROR, RTAS_PARAMETER_ERROR};
 
 const PE: PeAddress = PeAddress { config_addr: 0, buid: MODEL_BUID };
 const DEFAULT: Liobn = model_liobn(0);

@@ -1,11 +1,13 @@
 //! Window geometry, and creating windows against the QEMU model and odd hypervisors.
 
-use alloc::vec::Vec;
+use drivers::addr::*;
+use drivers::iommu::*;
+use std::vec::Vec;
 
-use super::*;
-use crate::iommu::model::{model_liobn, CallKind, Fault, HypervisorModel, DMA64_WINDOW_BASE, MODEL_BUID};
-use crate::iommu::plan::{plan_window, WindowLimit, WindowMode};
-use crate::iommu::rtas::{DdwCall, QueryOutputs, QueryResponse};
+use drivers::devtree::dma_window::DmaWindowProp;
+use drivers::iommu::plan::{plan_window, WindowLimit, WindowMode};
+use drivers::iommu::rtas::{DdwCall, QueryOutputs, QueryResponse};
+use papr_model::{model_liobn, CallKind, Fault, HypervisorModel, DMA64_WINDOW_BASE, MODEL_BUID};
 
 const PE: PeAddress = PeAddress { config_addr: 0x800, buid: MODEL_BUID };
 

@@ -1,10 +1,11 @@
 //! Mapping buffers through a dynamic window against the QEMU model.
 
-use super::*;
-use crate::iommu::hcall::TceHcall;
-use crate::iommu::model::{model_liobn, CallKind, Fault, HypervisorModel, ModelCall, DMA64_WINDOW_BASE};
-use crate::iommu::rtas::{DdwRtas, PeAddress};
-use crate::iommu::tce::TcePermission;
+use drivers::addr::*;
+use drivers::iommu::hcall::TceHcall;
+use drivers::iommu::rtas::{DdwRtas, PeAddress};
+use drivers::iommu::tce::TcePermission;
+use drivers::iommu::*;
+use papr_model::{model_liobn, CallKind, Fault, HypervisorModel, ModelCall, DMA64_WINDOW_BASE};
 
 const ALL: DmaMask = DmaMask(u64::MAX);
 
@@ -64,7 +65,7 @@ fn large_buffers_are_batched_and_fall_back_without_multi_tce() {
         dynamic.map_buffer(&mut model, PhysAddr(0x80_0000), 600 << 12, DmaDirection::FromDevice, ALL);
     let mapping = mapping.unwrap();
     assert_eq!(mapping.iova(), BusAddr(0x1000)); // never 0 in a window based at bus 0
-    let counts: alloc::vec::Vec<usize> = model
+    let counts: Vec<usize> = model
         .calls()
         .iter()
         .filter_map(|call| match call {
@@ -89,7 +90,7 @@ fn large_buffers_are_batched_and_fall_back_without_multi_tce() {
 #[test]
 fn many_mappings_leave_no_stale_tce() {
     let (mut model, mut dynamic) = dynamic(16, 34, MultiTce::Available);
-    let mut mappings = alloc::vec::Vec::new();
+    let mut mappings = Vec::new();
     for i in 0..50u64 {
         let phys = PhysAddr(i * 0x12_3456 + 0x10);
         let direction = [DmaDirection::ToDevice, DmaDirection::FromDevice][(i % 2) as usize];

@@ -1,16 +1,17 @@
 //! Enabling a DDW against the QEMU-7.2 model: page size, sizing, counts, fallbacks, unwinding.
 
-use alloc::vec;
-
-use super::*;
-use crate::addr::{BusAddr, PhysAddr};
-use crate::iommu::model::{
+use drivers::addr::*;
+use drivers::addr::{BusAddr, PhysAddr};
+use drivers::devtree::dma_window::DdwExtensions;
+use drivers::iommu::ddw::*;
+use drivers::iommu::plan::WindowLimit;
+use drivers::iommu::rtas::{BusyWait, RTAS_HARDWARE_ERROR};
+use drivers::iommu::tce::TcePermission;
+use drivers::iommu::*;
+use papr_model::{
     model_liobn, query_mask_from_pgsz, CallKind, Fault, HypervisorModel, ModelConfig, DMA64_WINDOW_BASE,
     MODEL_BUID,
 };
-use crate::iommu::plan::WindowLimit;
-use crate::iommu::rtas::{BusyWait, RTAS_HARDWARE_ERROR};
-use crate::iommu::tce::TcePermission;
 
 const GIB: u64 = 1 << 30;
 const PE: PeAddress = PeAddress { config_addr: 0x800, buid: MODEL_BUID };
@@ -226,7 +227,7 @@ fn a_failing_map_is_cleared_and_the_window_removed() {
         "{text}"
     );
     // Back to the default window only, nothing mapped, the clears chunked by 512.
-    assert_eq!(hv.windows().map(|w| w.liobn).collect::<alloc::vec::Vec<_>>(), [model_liobn(0)]);
+    assert_eq!(hv.windows().map(|w| w.liobn).collect::<Vec<_>>(), [model_liobn(0)]);
     assert_eq!(hv.mapped_entries(), 0);
     assert_eq!(hv.count(CallKind::Remove), 1);
     assert_eq!(hv.count(CallKind::StuffTce), 5);
@@ -259,7 +260,7 @@ fn single_window_pe_replaces_its_default_window_in_slot_0() {
     let ram = [range(0, 2 * GIB)];
     let mut hv = single_window_model();
     // Something stale in the default window: it must be cleared before the removal.
-    hv.put_tce(model_liobn(0), BusAddr(0x5000), crate::iommu::Tce::from_raw(0x9003)).unwrap();
+    hv.put_tce(model_liobn(0), BusAddr(0x5000), drivers::iommu::Tce::from_raw(0x9003)).unwrap();
     hv.clear_log();
     let ddw = enable_ddw(&mut hv, &mut NoDelay, &request(&ram, Some(&ext), 2 * GIB)).unwrap();
     assert_eq!(ddw.slot, 0);
@@ -267,7 +268,7 @@ fn single_window_pe_replaces_its_default_window_in_slot_0() {
     assert_eq!((ddw.window.bus_base(), ddw.window.liobn()), (BusAddr(0), model_liobn(0)));
     assert_eq!(ddw.direct_offset(), Some(0));
     assert_eq!(hv.windows().count(), 1);
-    let kinds: alloc::vec::Vec<CallKind> = hv.calls().iter().map(|c| c.kind()).collect();
+    let kinds: Vec<CallKind> = hv.calls().iter().map(|c| c.kind()).collect();
     let first_stuff = kinds.iter().position(|k| *k == CallKind::StuffTce).unwrap();
     let remove = kinds.iter().position(|k| *k == CallKind::Remove).unwrap();
     assert!(first_stuff < remove, "{kinds:?}");
@@ -322,7 +323,7 @@ fn a_failure_after_the_removal_resets_and_checks_the_default_window() {
         assert_eq!(restore.windows_available, Some(0));
         assert!(error.to_string().contains("restored it"), "{error}");
         assert_eq!(hv.count(CallKind::Reset), 1);
-        let windows: alloc::vec::Vec<_> = hv.windows().map(|w| (w.liobn, w.tce_count)).collect();
+        let windows: Vec<_> = hv.windows().map(|w| (w.liobn, w.tce_count)).collect();
         assert_eq!(windows, [(model_liobn(0), 1 << 18)], "{kind:?}");
         assert_eq!(hv.mapped_entries(), 0);
     }
@@ -364,8 +365,8 @@ fn a_dynamic_window_at_bus_0_avoids_mmio_and_msi() {
     let DdwMapping::Dynamic(dynamic) = &mut ddw.mapping else { panic!("{:?}", ddw.mapping) };
     let before = dynamic.allocator_mut().free_pages();
     // Every page the allocator can hand out lies below the MMIO window.
-    let mut handed = alloc::vec::Vec::new();
-    while let Ok(iova) = dynamic.allocator_mut().alloc(1, 1, crate::iommu::DmaMask::from_bits(32)) {
+    let mut handed = Vec::new();
+    while let Ok(iova) = dynamic.allocator_mut().alloc(1, 1, drivers::iommu::DmaMask::from_bits(32)) {
         assert!(iova.get() != 0 && iova.get() < 0x8000_0000, "{iova}");
         handed.push(iova);
     }
