@@ -18,7 +18,7 @@
 use core::fmt;
 
 use crate::addr::{BusAddr, Liobn, PhysAddr};
-use crate::iommu::ddw::{Ddw, DdwMapping};
+use crate::iommu::ddw::{Ddw, DdwError, DdwMapping};
 use crate::iommu::dynamic::{BufferError, DynamicWindow, Mapping, UnmapError};
 use crate::iommu::hcall::TceCalls;
 use crate::iommu::tce::DmaDirection;
@@ -109,6 +109,29 @@ impl PeDma {
         match &self.default {
             Some(default) => Ok(DmaMode::DefaultIommu { liobn: default.window().liobn() }),
             None => Err(ModeError::NoWindow { mask }),
+        }
+    }
+
+    /// Takes the outcome of [`enable_ddw`](crate::iommu::enable_ddw) for this PE: a DDW that
+    /// replaced the default window (slot 0) ends the default window; a failure after the
+    /// default window's removal leaves it in use only if it came back clean.
+    // The error is handed back unchanged for the report.
+    #[allow(clippy::result_large_err)]
+    pub fn settle(&mut self, result: Result<Ddw, DdwError>) -> Result<(), DdwError> {
+        match result {
+            Ok(ddw) => {
+                if ddw.slot == 0 {
+                    self.default = None;
+                }
+                self.ddw = Some(ddw);
+                Ok(())
+            }
+            Err(error) => {
+                if matches!(&error, DdwError::AfterRemoval { restore, .. } if !restore.is_clean()) {
+                    self.default = None;
+                }
+                Err(error)
+            }
         }
     }
 

@@ -162,11 +162,9 @@ fn setup_pe(
         Err(error) => report_failure(index, error),
     }
     if result.as_ref().is_ok_and(|ddw| ddw.slot == 0) {
-        // The DDW took the default window's place.
-        dma.default = None;
         kv!(key("default_removed"), "yes");
     }
-    dma.ddw = result.ok();
+    let _ = dma.settle(result);
     dma
 }
 
@@ -216,10 +214,11 @@ fn report_failure(index: usize, error: &DdwError) {
     kv!(format!("pe.{index}.ddw"), "none");
     kv!(format!("pe.{index}.ddw.error"), "{error}");
     if let DdwError::AfterRemoval { restore, .. } = error {
-        let state = match (restore.reset, restore.default_back) {
-            (None, true) => "restored",
-            (None, false) => "reset-but-missing",
-            (Some(_), _) => "reset-failed",
+        let state = match (restore.reset, restore.default_back, restore.cleared) {
+            (None, true, None) => "restored",
+            (None, true, Some(_)) => "restored-not-cleared",
+            (None, false, _) => "reset-but-missing",
+            (Some(_), ..) => "reset-failed",
         };
         kv!(format!("pe.{index}.default_restore"), "{state}");
     }

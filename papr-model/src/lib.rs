@@ -1,7 +1,20 @@
-//! A QEMU-7.2-like hypervisor model implementing [`TceCalls`] and [`DdwRtas`] for host tests.
+//! A model of a PAPR hypervisor's DDW RTAS calls and TCE hypercalls, implementing the
+//! driver's [`TceCalls`] and [`DdwRtas`] for host tests.
 //!
-//! One PHB (index 0) with the boot-time default window and room for two windows, TCE tables as
-//! maps from entry index to raw TCE (absent = 0), a log of every call and fault injection.
+//! One PHB (index 0) with the boot-time default window, TCE tables as maps from entry index to
+//! raw TCE (absent = 0), a log of every call and fault injection (by the n-th call of a kind,
+//! [`Fault`], or by position in the whole call log, [`HypervisorModel::inject_at`]).
+//!
+//! Two [`Profile`]s:
+//! - [`Profile::Qemu72`]: QEMU 7.2's `spapr_rtas_ddw.c` and `spapr_iommu.c`, quirks included;
+//! - [`Profile::PowervmVf`]: a PowerVM SR-IOV virtual function (§1.4 step 7, §4.4): one window
+//!   per PE (the query answers 0 while the default window exists), H_STUFF_TCE above 512 is
+//!   H_P4 (§6.1), 64K pages (`page_size_mask` configurable), a TCE budget that caps the largest
+//!   block so the window may be smaller than RAM (§4.4, §6.6), windows at bus 2^59, a 2 GiB
+//!   default window, and — after the Linux comment in `spapr_tce_take_ownership` (§1.9) that
+//!   reset "doesn't clear the entries on the table" — a reset that brings the default window
+//!   back with whatever slot 0's table last held.
+//!
 //! Behaviour follows ../shared/docs/papr-ddw-facts.md:
 //! - §2.2/§7: default window LIOBN 0x80000000, bus 0, 1 GiB, 4 KiB pages; LIOBNs
 //!   `0x80000000 | n`; query mask 0x107 for the default `pgsz` 0x1211000;
@@ -20,6 +33,7 @@
 //! [`DdwRtas`]: drivers::iommu::rtas::DdwRtas
 
 mod rtas;
+pub mod scenario;
 mod tce;
 #[cfg(test)]
 mod tests;
@@ -62,6 +76,63 @@ pub enum StuffLimit {
     Papr512,
 }
 
+/// The hypervisors the model imitates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// QEMU 7.2 pseries (TCG or KVM): two windows per PE.
+    Qemu72,
+    /// A PowerVM SR-IOV virtual function: one window per PE.
+    PowervmVf,
+}
+
+impl Profile {
+    /// Both profiles.
+    pub const ALL: [Profile; 2] = [Profile::Qemu72, Profile::PowervmVf];
+
+    /// The profile's name as the issue and the docs spell it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Profile::Qemu72 => "qemu-7.2",
+            Profile::PowervmVf => "powervm-vf",
+        }
+    }
+
+    /// The profile's settings.
+    pub const fn config(self) -> ModelConfig {
+        match self {
+            Profile::Qemu72 => ModelConfig {
+                buid: MODEL_BUID,
+                page_size_mask: 0x107,
+                stuff_limit: StuffLimit::Qemu,
+                max_windows: 2,
+                default_window_size: DEFAULT_WINDOW_SIZE,
+                tce_budget: None,
+                window_base: WindowBase::Qemu,
+                reset_keeps_entries: false,
+            },
+            Profile::PowervmVf => ModelConfig {
+                buid: MODEL_BUID,
+                page_size_mask: 0x3,
+                stuff_limit: StuffLimit::Papr512,
+                max_windows: 1,
+                default_window_size: 2 << 30,
+                tce_budget: Some(1 << 16),
+                window_base: WindowBase::Fixed(DMA64_WINDOW_BASE),
+                reset_keeps_entries: true,
+            },
+        }
+    }
+}
+
+/// Where a created window starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowBase {
+    /// QEMU: bus 0 when no window is active, else 2^59.
+    Qemu,
+    /// Always this bus address.
+    Fixed(u64),
+}
+
 /// Model settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ModelConfig {
@@ -73,13 +144,32 @@ pub struct ModelConfig {
     pub stuff_limit: StuffLimit,
     /// Windows a PE may have at once (QEMU 2; a PowerVM SR-IOV VF 1).
     pub max_windows: usize,
+    /// Size of the boot-time default window (4 KiB pages at bus 0).
+    pub default_window_size: u64,
+    /// Most TCEs a created window may have; the query's largest block never exceeds it.
+    pub tce_budget: Option<u64>,
+    /// Where created windows start.
+    pub window_base: WindowBase,
+    /// Whether reset restores the default window with the entries slot 0's table last held.
+    pub reset_keeps_entries: bool,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { buid: MODEL_BUID, page_size_mask: 0x107, stuff_limit: StuffLimit::Qemu, max_windows: 2 }
+        Profile::Qemu72.config()
     }
 }
+
+impl ModelConfig {
+    /// `ibm,ddw-extensions` as the profile's firmware puts it in the device tree: the reset
+    /// token (QEMU's is 0x2b) and, for 6-output queries, entry 2 = 1.
+    pub fn extensions_cells(&self) -> [u32; 3] {
+        [2, RESET_TOKEN, 1]
+    }
+}
+
+/// The reset call's token in [`ModelConfig::extensions_cells`].
+pub const RESET_TOKEN: u32 = 0x2b;
 
 /// The kind of a call, for counting and fault injection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -187,8 +277,8 @@ impl ModelWindow {
         }
     }
 
-    fn default_window() -> Self {
-        Self::new(0, 0, 12, DEFAULT_WINDOW_SIZE >> 12)
+    fn default_window(size: u64) -> Self {
+        Self::new(0, 0, 12, size >> 12)
     }
 
     /// One past the last bus address.
@@ -205,6 +295,9 @@ pub struct HypervisorModel {
     calls: Vec<ModelCall>,
     counts: [usize; CallKind::ALL.len()],
     faults: Vec<Fault>,
+    position_faults: Vec<(usize, i64)>,
+    /// Entries slot 0's table held when its window was removed (see `reset_keeps_entries`).
+    retained: BTreeMap<u64, u64>,
 }
 
 impl Default for HypervisorModel {
@@ -218,11 +311,18 @@ impl HypervisorModel {
     pub fn new(config: ModelConfig) -> Self {
         Self {
             config,
-            windows: [Some(ModelWindow::default_window()), None],
+            windows: [Some(ModelWindow::default_window(config.default_window_size)), None],
             calls: Vec::new(),
             counts: [0; CallKind::ALL.len()],
             faults: Vec::new(),
+            position_faults: Vec::new(),
+            retained: BTreeMap::new(),
         }
+    }
+
+    /// A freshly booted PHB of `profile`.
+    pub fn with_profile(profile: Profile) -> Self {
+        Self::new(profile.config())
     }
 
     /// The settings.
@@ -233,6 +333,12 @@ impl HypervisorModel {
     /// Adds a fault.
     pub fn inject(&mut self, fault: Fault) {
         self.faults.push(fault);
+    }
+
+    /// Makes the call at `position` (1-based, over every call since the log was last cleared)
+    /// fail with `status`, whatever its kind. H_PUT_TCE_INDIRECT then writes nothing.
+    pub fn inject_at(&mut self, position: usize, status: i64) {
+        self.position_faults.push((position, status));
     }
 
     /// Every call so far, in order.
@@ -283,7 +389,11 @@ impl HypervisorModel {
         self.calls.push(call);
         self.counts[kind as usize] += 1;
         let nth = self.counts[kind as usize];
-        self.faults.iter().copied().find(|fault| fault.kind == kind && fault.nth == nth)
+        let position = self.calls.len();
+        let by_position = self.position_faults.iter().find(|&&(at, _)| at == position);
+        by_position
+            .map(|&(_, status)| Fault { kind, nth, status, entries_written: 0 })
+            .or_else(|| self.faults.iter().copied().find(|fault| fault.kind == kind && fault.nth == nth))
     }
 
     fn window_mut(&mut self, liobn: Liobn) -> Option<&mut ModelWindow> {

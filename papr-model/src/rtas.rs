@@ -2,7 +2,7 @@
 //!
 //! See the parent module for the facts relied on.
 
-use super::{HypervisorModel, ModelCall, ModelWindow, DMA64_WINDOW_BASE};
+use super::{HypervisorModel, ModelCall, ModelWindow, WindowBase, DMA64_WINDOW_BASE};
 use drivers::addr::{BusAddr, Liobn};
 use drivers::iommu::plan::{query_bit_for_page_shift, MAX_TCE_COUNT_SHIFT};
 use drivers::iommu::rtas::{
@@ -53,9 +53,17 @@ impl HypervisorModel {
         if self.active_windows() >= self.config.max_windows {
             return Err(RTAS_HARDWARE_ERROR);
         }
-        let bus_base = if self.active_windows() == 0 { 0 } else { DMA64_WINDOW_BASE };
+        let tce_count = 1u64 << (window_shift - page_shift);
+        if self.config.tce_budget.is_some_and(|budget| tce_count > budget) {
+            return Err(RTAS_HARDWARE_ERROR);
+        }
+        let bus_base = match self.config.window_base {
+            WindowBase::Qemu if self.active_windows() == 0 => 0,
+            WindowBase::Qemu => DMA64_WINDOW_BASE,
+            WindowBase::Fixed(base) => base,
+        };
         let slot = self.windows.iter().position(Option::is_none).ok_or(RTAS_HARDWARE_ERROR)?;
-        let window = ModelWindow::new(slot as u32, bus_base, page_shift, 1 << (window_shift - page_shift));
+        let window = ModelWindow::new(slot as u32, bus_base, page_shift, tce_count);
         let liobn = window.liobn;
         self.windows[slot] = Some(window);
         Ok(CreateResponse { liobn, bus_base: BusAddr(bus_base) })
@@ -70,6 +78,7 @@ impl DdwRtas for HypervisorModel {
                 QueryOutputs::Five => LARGEST_BLOCK_32,
                 QueryOutputs::Six => LARGEST_BLOCK_64,
             };
+            let largest_block = model.config.tce_budget.map_or(largest_block, |b| b.min(largest_block));
             Ok(QueryResponse {
                 windows_available: model.config.max_windows.saturating_sub(model.active_windows()) as u32,
                 largest_block,
@@ -96,7 +105,9 @@ impl DdwRtas for HypervisorModel {
             let slot = model.windows.iter_mut().find(|slot| slot.as_ref().is_some_and(|w| w.liobn == liobn));
             match slot {
                 Some(slot) => {
-                    *slot = None;
+                    if let Some(window) = slot.take().filter(|w| w.liobn == super::model_liobn(0)) {
+                        model.retained = window.tces;
+                    }
                     Ok(())
                 }
                 None => Err(RTAS_PARAMETER_ERROR),
@@ -107,7 +118,18 @@ impl DdwRtas for HypervisorModel {
     fn reset(&mut self, pe: PeAddress) -> Result<(), RtasError> {
         self.rtas_call(DdwCall::Reset { pe }, |model| {
             model.check_pe(pe)?;
-            model.windows = [Some(ModelWindow::default_window()), None];
+            let mut default = ModelWindow::default_window(model.config.default_window_size);
+            if model.config.reset_keeps_entries {
+                // Whatever slot 0 held last: the live window's entries, else the removed one's.
+                let mut kept = match model.windows[0].take() {
+                    Some(window) => window.tces,
+                    None => core::mem::take(&mut model.retained),
+                };
+                // The restored table has room for its own entries only.
+                kept.retain(|&index, _| index < default.tce_count);
+                default.tces = kept;
+            }
+            model.windows = [Some(default), None];
             Ok(())
         })
     }

@@ -30,7 +30,7 @@ use alloc::boxed::Box;
 use super::hcall::HcallError;
 use super::map::{clear_window, map_ram, MapError, MapStats, MultiTce};
 use super::plan::{plan_window, PlanError, WindowMode, WindowPlan};
-use super::rtas::{DdwRtas, Delay, PeAddress, QueryOutputs, QueryResponse, RtasError};
+use super::rtas::{retry_busy, DdwRtas, Delay, PeAddress, QueryOutputs, QueryResponse, RtasError};
 use super::window::{create_window, CreateError, DmaWindow};
 use crate::addr::{BusAddr, PhysRange};
 use crate::devtree::dma_window::DdwExtensions;
@@ -115,6 +115,35 @@ pub struct Restore {
     pub windows_available: Option<u32>,
     /// Whether H_GET_TCE on the default window's first entry succeeded (the window exists).
     pub default_back: bool,
+    /// The failure clearing the restored window, if any: reset need not clear the table
+    /// (§1.9), so whatever slot 0 held is cleared before the window is used again.
+    pub cleared: Option<HcallError>,
+}
+
+impl Restore {
+    /// Whether the PE is back on a clean default window.
+    pub fn is_clean(&self) -> bool {
+        self.reset.is_none() && self.default_back && self.cleared.is_none()
+    }
+}
+
+/// Resets the PE to its boot-time default window (`default`), checks with a query and an
+/// H_GET_TCE that the window answers, and clears every entry of it.
+pub fn restore_default(
+    hv: &mut (impl DdwRtas + TceCalls),
+    delay: &mut impl Delay,
+    request: &PeRequest<'_>,
+    default: &DmaWindow,
+) -> Restore {
+    let reset = retry_busy(delay, || hv.reset(request.pe)).err();
+    let outputs = request.query_outputs();
+    let windows_available = hv.query(request.pe, outputs).ok().map(|q| q.windows_available);
+    let default_back = reset.is_none() && hv.get_tce(default.liobn(), default.bus_base()).is_ok();
+    let cleared = match default_back {
+        true => clear_window(hv, default, request.multi_tce).err(),
+        false => None,
+    };
+    Restore { reset, windows_available, default_back, cleared }
 }
 
 impl PeRequest<'_> {
@@ -243,12 +272,16 @@ impl fmt::Display for DdwError {
             DdwError::RemoveDefault { .. } => write!(f, "removing the default window failed"),
             DdwError::AfterRemoval { cause, restore } => {
                 write!(f, "{cause}; after the default window's removal, so ")?;
-                match (restore.reset, restore.default_back) {
-                    (None, true) => write!(f, "ibm,reset-pe-dma-windows restored it"),
-                    (None, false) => {
+                match (restore.reset, restore.default_back, restore.cleared) {
+                    (None, true, None) => write!(f, "ibm,reset-pe-dma-windows restored it"),
+                    (None, true, Some(error)) => write!(
+                        f,
+                        "ibm,reset-pe-dma-windows restored it but clearing it failed ({error}): it is not used"
+                    ),
+                    (None, false, _) => {
                         write!(f, "ibm,reset-pe-dma-windows succeeded but the default window does not answer")
                     }
-                    (Some(error), _) => write!(f, "the reset failed too ({error}): the PE has no DMA window"),
+                    (Some(error), ..) => write!(f, "the reset failed too ({error}): the PE has no DMA window"),
                 }
             }
             DdwError::Plan { error, .. } => write!(f, "{error}"),
@@ -285,7 +318,7 @@ pub fn enable_ddw(
     if let Err(error) = clear_window(hv, &default, request.multi_tce) {
         return Err(DdwError::RemoveDefault { clear: Some(error), remove: None });
     }
-    if let Err(error) = hv.remove(default.liobn()) {
+    if let Err(error) = retry_busy(delay, || hv.remove(default.liobn())) {
         return Err(DdwError::RemoveDefault { clear: None, remove: Some(error) });
     }
     let replaced = hv.query(request.pe, outputs).map_err(DdwError::Query).and_then(|query| {
@@ -294,14 +327,9 @@ pub fn enable_ddw(
         }
         create_and_map(hv, delay, request, query, 0)
     });
-    replaced.map_err(|cause| {
-        let reset = hv.reset(request.pe).err();
-        let windows_available = hv.query(request.pe, outputs).ok().map(|q| q.windows_available);
-        let default_back = reset.is_none() && hv.get_tce(default.liobn(), default.bus_base()).is_ok();
-        DdwError::AfterRemoval {
-            cause: Box::new(cause),
-            restore: Restore { reset, windows_available, default_back },
-        }
+    replaced.map_err(|cause| DdwError::AfterRemoval {
+        cause: Box::new(cause),
+        restore: restore_default(hv, delay, request, &default),
     })
 }
 
@@ -340,7 +368,7 @@ fn create_and_map(
         WindowMode::Direct => match map_ram(hv, &window, request.ram, request.multi_tce) {
             Ok(stats) => (stats, DdwMapping::Direct),
             Err(error) => {
-                let removal = hv.remove(window.liobn()).err();
+                let removal = retry_busy(delay, || hv.remove(window.liobn())).err();
                 return Err(DdwError::Map { window, error, removal });
             }
         },

@@ -110,6 +110,16 @@ impl TceHcall {
             TceHcall::GetTce { .. } => HcallName::GetTce,
         }
     }
+
+    /// The table the call acts on.
+    pub const fn liobn(&self) -> Liobn {
+        match *self {
+            TceHcall::PutTce { liobn, .. }
+            | TceHcall::PutTceIndirect { liobn, .. }
+            | TceHcall::StuffTce { liobn, .. }
+            | TceHcall::GetTce { liobn, .. } => liobn,
+        }
+    }
 }
 
 impl fmt::Display for TceHcall {

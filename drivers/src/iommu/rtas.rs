@@ -203,6 +203,29 @@ pub trait Delay {
     fn wait(&mut self, wait: BusyWait);
 }
 
+/// How many times a DDW RTAS call is made while it answers busy.
+pub const BUSY_ATTEMPTS: u32 = 64;
+
+/// Makes `call` until it answers something other than busy (−2, 9900–9905), at most
+/// [`BUSY_ATTEMPTS`] times, waiting as each busy answer asks (Linux `rtas_busy_delay`, §1.8);
+/// the last answer is returned.
+pub fn retry_busy<T>(
+    delay: &mut impl Delay,
+    mut call: impl FnMut() -> Result<T, RtasError>,
+) -> Result<T, RtasError> {
+    let mut attempts = 1;
+    loop {
+        match call() {
+            Err(error) if attempts < BUSY_ATTEMPTS => match BusyWait::for_status(error.status) {
+                Some(wait) => delay.wait(wait),
+                None => return Err(error),
+            },
+            answer => return answer,
+        }
+        attempts += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

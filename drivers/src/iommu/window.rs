@@ -13,13 +13,15 @@
 use core::fmt;
 
 use super::plan::{WindowPlan, MAX_WINDOW_SHIFT};
-use super::rtas::{BusyWait, CreateResponse, DdwRtas, Delay, PeAddress, RtasError};
+use super::rtas::{
+    retry_busy, BusyWait, CreateResponse, DdwRtas, Delay, PeAddress, RtasError, BUSY_ATTEMPTS,
+};
 use super::tce::{page_size_of, MIN_PAGE_SHIFT};
 use crate::addr::{BusAddr, Liobn, PhysAddr};
 use crate::devtree::dma_window::DmaWindowProp;
 
 /// How many times `ibm,create-pe-dma-window` is called while it answers busy.
-pub const CREATE_ATTEMPTS: u32 = 64;
+pub const CREATE_ATTEMPTS: u32 = BUSY_ATTEMPTS;
 
 /// A device's DMA address limit: the highest bus address it can drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -305,19 +307,10 @@ fn create_with_retry(
     pe: PeAddress,
     plan: &WindowPlan,
 ) -> Result<CreateResponse, CreateError> {
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let error = match rtas.create(pe, plan.page_shift, plan.window_shift) {
-            Ok(response) => return Ok(response),
-            Err(error) => error,
-        };
-        match BusyWait::for_status(error.status) {
-            None => return Err(CreateError::Rtas(error)),
-            Some(_) if attempts >= CREATE_ATTEMPTS => {
-                return Err(CreateError::StillBusy { attempts, last: error })
-            }
-            Some(wait) => delay.wait(wait),
+    retry_busy(delay, || rtas.create(pe, plan.page_shift, plan.window_shift)).map_err(|last| {
+        match BusyWait::for_status(last.status) {
+            Some(_) => CreateError::StillBusy { attempts: CREATE_ATTEMPTS, last },
+            None => CreateError::Rtas(last),
         }
-    }
+    })
 }

@@ -1,0 +1,137 @@
+//! Exhaustive fault injection: every RTAS call and hypercall of a PE's DMA set-up (query,
+//! create, remove, reset, the TCE hcalls of mapping RAM, clearing and device buffers), failed
+//! at every position with each relevant status, and then every call of the unwinding that
+//! fault caused failed once more. After each run the invariants of
+//! [`papr_model::scenario::check`] must hold: no leaked window, the PE on its default window or
+//! its DDW, every device able to map DMA, no entry left that no mapping accounts for.
+
+use drivers::addr::{BusAddr, PhysAddr, PhysRange};
+use drivers::iommu::hcall::{H_HARDWARE, H_NOT_ENOUGH_RESOURCES, H_P4, H_PARAMETER};
+use drivers::iommu::rtas::{RTAS_BUSY, RTAS_HARDWARE_ERROR, RTAS_PARAMETER_ERROR};
+use drivers::iommu::MultiTce;
+use papr_model::scenario::{check, run, Scenario, Strictness};
+use papr_model::{CallKind, ModelConfig, Profile};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+fn range(base: u64, size: u64) -> PhysRange {
+    PhysRange { base: PhysAddr(base), size }
+}
+
+/// A small default window (8 MiB = 2048 entries, four H_STUFF_TCE calls to clear) keeps each
+/// run short; the full-size windows are exercised in `powervm_vf.rs`.
+fn small_default(profile: Profile) -> ModelConfig {
+    ModelConfig { default_window_size: 8 * MIB, ..profile.config() }
+}
+
+fn scenarios() -> Vec<(&'static str, Scenario)> {
+    let two_ranges = vec![range(0, 256 * MIB), range(GIB, 256 * MIB)];
+    let qemu = small_default(Profile::Qemu72);
+    let vf = small_default(Profile::PowervmVf);
+    let mut list = Vec::new();
+
+    let mut direct = Scenario::new(qemu, two_ranges.clone());
+    direct.ram_end = 2 * GIB;
+    direct.narrow_device = true;
+    list.push(("qemu-7.2 direct + 28-bit device", direct));
+
+    let mut single = Scenario::new(qemu, two_ranges.clone());
+    single.force_single_window = true;
+    list.push(("qemu-7.2 forced single window", single));
+
+    let mut no_multi = Scenario::new(qemu, vec![range(0, 128 * MIB)]);
+    no_multi.multi_tce = MultiTce::Unavailable;
+    no_multi.narrow_device = true;
+    list.push(("qemu-7.2 without multi-TCE", no_multi));
+
+    // A budget below RAM at bus 0: dynamic, with the 32-bit MMIO window and MSI kept out.
+    let mut single_dynamic =
+        Scenario::new(ModelConfig { tce_budget: Some(16), ..qemu }, vec![range(0, 512 * MIB)]);
+    single_dynamic.force_single_window = true;
+    single_dynamic.iova_holes = vec![(BusAddr(0x8000_0000), 0x8000_0000), (BusAddr(0x400_0000_0000), MIB)];
+    list.push(("qemu-7.2 single window, dynamic at bus 0", single_dynamic));
+
+    list.push(("powervm-vf direct in slot 0", Scenario::new(vf, vec![range(0, 512 * MIB)])));
+
+    let vf_small = ModelConfig { tce_budget: Some(1024), ..vf };
+    list.push(("powervm-vf dynamic in slot 0", Scenario::new(vf_small, vec![range(0, 512 * MIB)])));
+
+    let mut in_use = Scenario::new(vf, vec![range(0, 512 * MIB)]);
+    in_use.early_mapping = true;
+    list.push(("powervm-vf with a live default mapping", in_use));
+    list
+}
+
+fn statuses(kind: CallKind) -> &'static [i64] {
+    const HCALL: &[i64] = &[H_HARDWARE, H_PARAMETER, H_NOT_ENOUGH_RESOURCES, H_P4];
+    const RTAS: &[i64] =
+        &[RTAS_HARDWARE_ERROR as i64, RTAS_PARAMETER_ERROR as i64, RTAS_BUSY as i64, 9900, 9902, 9905];
+    match kind {
+        CallKind::Sync => &[],
+        CallKind::PutTce | CallKind::PutTceIndirect | CallKind::StuffTce | CallKind::GetTce => HCALL,
+        CallKind::Query | CallKind::Create | CallKind::Remove | CallKind::Reset => RTAS,
+    }
+}
+
+/// The second fault: a plain failure of the call's kind.
+fn second_status(kind: CallKind) -> Option<i64> {
+    statuses(kind).first().copied()
+}
+
+#[test]
+fn every_call_failed_at_every_position_leaves_a_consistent_pe() {
+    let mut single_points = 0usize;
+    let mut double_points = 0usize;
+    let mut broken = Vec::new();
+    for (name, scenario) in scenarios() {
+        let clean = run(&scenario, |_| {});
+        let problems = check(&scenario, &clean, Strictness::SingleFault);
+        assert!(problems.is_empty(), "{name}, no fault: {problems:?}");
+        if name.contains("live default") {
+            assert!(clean.error.is_some(), "{name}: the in-use default window must not be replaced");
+        } else {
+            assert!(clean.pe.ddw.is_some(), "{name}: no DDW without faults: {:?}", clean.error);
+        }
+        let calls: Vec<CallKind> = clean.model.calls().iter().map(|c| c.kind()).collect();
+        for (p, &kind) in calls.iter().enumerate().map(|(i, k)| (i + 1, k)) {
+            for &status in statuses(kind) {
+                single_points += 1;
+                let outcome = run(&scenario, |m| m.inject_at(p, status));
+                for problem in check(&scenario, &outcome, Strictness::SingleFault) {
+                    broken.push(format!("{name}: {kind:?} #{p} -> {status}: {problem}"));
+                }
+                // Every call the fault led to (unwinding, reset, retries) fails once more.
+                let after: Vec<CallKind> = outcome.model.calls().iter().map(|c| c.kind()).collect();
+                for (q, &kind2) in after.iter().enumerate().map(|(i, k)| (i + 1, k)).skip(p) {
+                    let Some(status2) = second_status(kind2) else { continue };
+                    double_points += 1;
+                    let twice = run(&scenario, |m| {
+                        m.inject_at(p, status);
+                        m.inject_at(q, status2);
+                    });
+                    for problem in check(&scenario, &twice, Strictness::Reported) {
+                        broken.push(format!(
+                            "{name}: {kind:?} #{p} -> {status}, then {kind2:?} #{q} -> {status2}: {problem}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "fault sweep: {} scenarios, {single_points} single-fault and {double_points} double-fault injection \
+         points, {} invariant violations",
+        scenarios().len(),
+        broken.len()
+    );
+    if std::env::var_os("SWEEP_VERBOSE").is_some() {
+        eprintln!("{}", broken.join("\n"));
+    }
+    assert!(
+        broken.is_empty(),
+        "{} violations, first 20:\n{}",
+        broken.len(),
+        broken[..broken.len().min(20)].join("\n")
+    );
+}
