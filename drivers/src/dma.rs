@@ -20,6 +20,7 @@ use core::fmt;
 use crate::addr::{BusAddr, Liobn, PhysAddr};
 use crate::iommu::ddw::{Ddw, DdwError, DdwMapping};
 use crate::iommu::dynamic::{BufferError, DynamicWindow, Mapping, UnmapError};
+use crate::iommu::handover::{Handover, TakeOver, TakeOverError};
 use crate::iommu::hcall::TceCalls;
 use crate::iommu::tce::DmaDirection;
 use crate::iommu::window::DmaMask;
@@ -135,6 +136,42 @@ impl PeDma {
         }
     }
 
+    /// Takes the outcome of [`take_over`](crate::iommu::handover::take_over) for a PE whose
+    /// previous kernel left `found`. `default` is the default window as the device tree
+    /// describes it: in use unless `found` had replaced it, and back after a reset. Returns
+    /// the take-over's error, or the fresh set-up's.
+    #[allow(clippy::result_large_err)]
+    pub fn settle_take_over(
+        &mut self,
+        found: &Handover,
+        default: Option<DynamicWindow>,
+        result: Result<TakeOver, TakeOverError>,
+    ) -> Result<(), WarmError> {
+        let replaced_default = found.slot == 0;
+        match result {
+            Ok(TakeOver::Reused { ddw, .. }) => {
+                self.default = if replaced_default { None } else { default };
+                self.ddw = Some(ddw);
+                Ok(())
+            }
+            Ok(TakeOver::Replaced { fresh, .. }) => {
+                // After the removal or reset the PE is as at boot: on its default window.
+                self.default = default;
+                self.ddw = None;
+                self.settle(fresh).map_err(WarmError::Fresh)
+            }
+            Err(error) => {
+                self.default = match (&error, replaced_default) {
+                    // A failed removal leaves a cleared window and the default one untouched.
+                    (TakeOverError::Remove(_), false) => default,
+                    _ => None,
+                };
+                self.ddw = None;
+                Err(WarmError::TakeOver(error))
+            }
+        }
+    }
+
     fn dynamic_for(&mut self, mode: DmaMode) -> Option<&mut DynamicWindow> {
         match mode {
             DmaMode::DdwIommu { liobn } => match self.ddw.as_mut().map(|ddw| &mut ddw.mapping) {
@@ -145,6 +182,26 @@ impl PeDma {
                 self.default.as_mut().filter(|window| window.window().liobn() == liobn)
             }
             DmaMode::Bypass | DmaMode::Direct { .. } => None,
+        }
+    }
+}
+
+/// Why a warm start did not end with a DDW.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WarmError {
+    /// The found window could not be reused or removed.
+    TakeOver(TakeOverError),
+    /// It was removed, but the fresh set-up failed.
+    Fresh(DdwError),
+}
+
+impl fmt::Display for WarmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WarmError::TakeOver(error) => write!(f, "{error}"),
+            WarmError::Fresh(error) => {
+                write!(f, "the old window was removed; the new set-up failed: {error}")
+            }
         }
     }
 }

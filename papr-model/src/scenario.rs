@@ -18,8 +18,9 @@ use std::vec::Vec;
 
 use drivers::addr::{BusAddr, Liobn, PhysAddr, PhysRange};
 use drivers::devtree::dma_window::DdwExtensions;
-use drivers::dma::{DeviceDma, DmaHandle, MapBufferError, PeDma};
+use drivers::dma::{DeviceDma, DmaHandle, MapBufferError, PeDma, WarmError};
 use drivers::iommu::ddw::{enable_ddw, DdwError, DdwMapping, DefaultWindow, PeRequest};
+use drivers::iommu::handover::{ensure_default, take_over, Handover, TakeOverError, WarmPolicy};
 use drivers::iommu::{
     BufferError, BusyWait, CreateError, Delay, DmaDirection, DmaMask, DmaWindow, DynamicWindow, MultiTce,
     PeAddress, TcePermission,
@@ -64,6 +65,9 @@ pub struct Scenario {
     pub early_mapping: bool,
     /// Bus ranges a dynamic window must not hand out.
     pub iova_holes: Vec<(BusAddr, u64)>,
+    /// Run the set-up a second time, as a kexec'd kernel would find things, with this policy
+    /// for the window the first left.
+    pub warm_restart: Option<WarmPolicy>,
 }
 
 impl Scenario {
@@ -80,6 +84,7 @@ impl Scenario {
             narrow_device: false,
             early_mapping: false,
             iova_holes: Vec::new(),
+            warm_restart: None,
         }
     }
 
@@ -106,6 +111,10 @@ pub struct Outcome {
     pub model: HypervisorModel,
     /// The DDW step's error, if it failed.
     pub error: Option<DdwError>,
+    /// The window the first set-up handed over, on a warm restart.
+    pub found: Option<Handover>,
+    /// The warm restart's error, if it failed.
+    pub warm_error: Option<WarmError>,
     /// The PE's DMA state afterwards.
     pub pe: PeDma,
     /// Each device's mode.
@@ -174,6 +183,36 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
         }
     }
 
+    let (mut found, mut warm_error) = (None, None);
+    if let Some(policy) = scenario.warm_restart {
+        // The next kernel knows the device tree and the handover, nothing else.
+        found = pe.ddw.as_ref().map(|ddw| Handover::of(PE, ddw));
+        let default = || Some(DynamicWindow::new(default_window, scenario.multi_tce));
+        let mut next = PeDma::default();
+        let request = PeRequest {
+            default: Some(DefaultWindow {
+                window: default_window,
+                live_pages: 0,
+                narrow_devices: u32::from(scenario.narrow_device),
+            }),
+            ..request
+        };
+        warm_error = match &found {
+            Some(found) => {
+                let result = take_over(&mut model, &mut delay, &request, found, policy);
+                next.settle_take_over(found, default(), result).err()
+            }
+            None => match ensure_default(&mut model, &mut delay, &request) {
+                Ok(_) => {
+                    next.default = default();
+                    next.settle(enable_ddw(&mut model, &mut delay, &request)).err().map(WarmError::Fresh)
+                }
+                Err(error) => Some(WarmError::TakeOver(error)),
+            },
+        };
+        pe = next;
+    }
+
     let mut devices = Vec::new();
     let masks: &[u32] = if scenario.narrow_device { &[64, 28] } else { &[64] };
     for (index, &bits) in masks.iter().enumerate() {
@@ -186,7 +225,7 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
         exercise_device(&mut model, &mut pe, &device, phys, len, &mut log);
     }
     let RunLog { violations, reported, kept_mapped, reserved_in } = log;
-    Outcome { model, error, pe, devices, kept_mapped, violations, reported, reserved_in }
+    Outcome { model, error, found, warm_error, pe, devices, kept_mapped, violations, reported, reserved_in }
 }
 
 #[derive(Default)]
@@ -291,21 +330,24 @@ pub fn check(scenario: &Scenario, outcome: &Outcome, strictness: Strictness) -> 
     let mut known: Vec<Liobn> = Vec::new();
     known.extend(pe.default.as_ref().map(|d| d.window().liobn()));
     known.extend(pe.ddw.as_ref().map(|d| d.window.liobn()));
-    let mut unremoved = Vec::new();
-    match &outcome.error {
-        Some(DdwError::Map { window, removal: Some(_), .. }) => unremoved.push(window.liobn()),
-        Some(DdwError::Create(CreateError::BadResponse { response, removal: Some(_), .. })) => {
-            unremoved.push(response.liobn)
-        }
-        Some(DdwError::AfterRemoval { cause, .. }) => {
-            if let DdwError::Map { window, removal: Some(_), .. } = cause.as_ref() {
-                unremoved.push(window.liobn());
-            }
-        }
-        _ => {}
+    let warm_fresh = match &outcome.warm_error {
+        Some(WarmError::Fresh(error)) => Some(error),
+        _ => None,
+    };
+    let mut unremoved: Vec<Liobn> =
+        [outcome.error.as_ref(), warm_fresh].into_iter().flatten().filter_map(unremoved_by).collect();
+    if let (Some(WarmError::TakeOver(TakeOverError::Remove(_))), Some(found)) =
+        (&outcome.warm_error, outcome.found)
+    {
+        unremoved.push(found.window.liobn());
     }
-    let restore_failed =
-        matches!(&outcome.error, Some(DdwError::AfterRemoval { restore, .. }) if !restore.is_clean());
+    let unclean = |e: Option<&DdwError>| matches!(e, Some(DdwError::AfterRemoval { restore, .. }) if !restore.is_clean());
+    let restore_failed = unclean(outcome.error.as_ref())
+        || unclean(warm_fresh)
+        || matches!(
+            outcome.warm_error,
+            Some(WarmError::TakeOver(TakeOverError::Reset(_) | TakeOverError::NoDefault))
+        );
     let default_liobn = model_liobn(0);
     for window in model.windows() {
         let ok = known.contains(&window.liobn)
@@ -323,7 +365,8 @@ pub fn check(scenario: &Scenario, outcome: &Outcome, strictness: Strictness) -> 
     }
     if strictness == Strictness::SingleFault {
         if !unremoved.is_empty() || restore_failed {
-            broken.push(format!("a single fault lost a window: {:?}", outcome.error));
+            broken
+                .push(format!("a single fault lost a window: {:?} {:?}", outcome.error, outcome.warm_error));
         }
         if pe.default.is_none() && pe.ddw.is_none() {
             broken.push("the PE has neither its default window nor a DDW".into());
@@ -342,12 +385,23 @@ pub fn check(scenario: &Scenario, outcome: &Outcome, strictness: Strictness) -> 
             }
         }
     }
-    broken.extend(stale_entries(scenario, outcome));
+    let lost = |liobn: Liobn| unremoved.contains(&liobn) || (restore_failed && liobn == default_liobn);
+    broken.extend(stale_entries(scenario, outcome, lost));
     broken
 }
 
+/// The window an error names as created but not removed.
+fn unremoved_by(error: &DdwError) -> Option<Liobn> {
+    match error {
+        DdwError::Map { window, removal: Some(_), .. } => Some(window.liobn()),
+        DdwError::Create(CreateError::BadResponse { response, removal: Some(_), .. }) => Some(response.liobn),
+        DdwError::AfterRemoval { cause, .. } => unremoved_by(cause),
+        _ => None,
+    }
+}
+
 /// Entries no mapping accounts for.
-fn stale_entries(scenario: &Scenario, outcome: &Outcome) -> Vec<String> {
+fn stale_entries(scenario: &Scenario, outcome: &Outcome, lost: impl Fn(Liobn) -> bool) -> Vec<String> {
     let mut broken = Vec::new();
     let direct = outcome.pe.ddw.as_ref().filter(|d| matches!(d.mapping, DdwMapping::Direct));
     for window in outcome.model.windows() {
@@ -379,7 +433,8 @@ fn stale_entries(scenario: &Scenario, outcome: &Outcome) -> Vec<String> {
                 unexplained += 1;
             }
         }
-        if unexplained > 0 && !outcome.reserved_in.contains(&window.liobn) {
+        // A window the error reports as lost is out of use; its entries are reported with it.
+        if unexplained > 0 && !outcome.reserved_in.contains(&window.liobn) && !lost(window.liobn) {
             broken
                 .push(format!("window {} holds {unexplained} entries no mapping accounts for", window.liobn));
         }

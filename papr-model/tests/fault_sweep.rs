@@ -6,6 +6,7 @@
 //! its DDW, every device able to map DMA, no entry left that no mapping accounts for.
 
 use drivers::addr::{BusAddr, PhysAddr, PhysRange};
+use drivers::iommu::handover::WarmPolicy;
 use drivers::iommu::hcall::{H_HARDWARE, H_NOT_ENOUGH_RESOURCES, H_P4, H_PARAMETER};
 use drivers::iommu::rtas::{RTAS_BUSY, RTAS_HARDWARE_ERROR, RTAS_PARAMETER_ERROR};
 use drivers::iommu::MultiTce;
@@ -60,6 +61,21 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
     let mut in_use = Scenario::new(vf, vec![range(0, 512 * MIB)]);
     in_use.early_mapping = true;
     list.push(("powervm-vf with a live default mapping", in_use));
+
+    // Warm restarts: the set-up runs twice, the second time finding the first one's window.
+    let warm = [
+        ("qemu-7.2 direct", Scenario { narrow_device: false, ..list[0].1.clone() }),
+        ("qemu-7.2 single window", list[1].1.clone()),
+        ("powervm-vf direct", list[4].1.clone()),
+        ("powervm-vf dynamic", list[5].1.clone()),
+    ];
+    for (name, scenario) in warm {
+        for (policy, how) in [(WarmPolicy::Reuse, "reused"), (WarmPolicy::Remove, "removed")] {
+            let label: &'static str =
+                Box::leak(format!("{name}, warm restart, window {how}").into_boxed_str());
+            list.push((label, Scenario { warm_restart: Some(policy), ..scenario.clone() }));
+        }
+    }
     list
 }
 

@@ -138,9 +138,10 @@ pub fn restore_default(
     let reset = retry_busy(delay, || hv.reset(request.pe)).err();
     let outputs = request.query_outputs();
     let windows_available = hv.query(request.pe, outputs).ok().map(|q| q.windows_available);
-    let default_back = reset.is_none() && hv.get_tce(default.liobn(), default.bus_base()).is_ok();
+    // One retry each: a transient failure must not cost the PE its only window.
+    let default_back = reset.is_none() && twice(|| hv.get_tce(default.liobn(), default.bus_base())).is_ok();
     let cleared = match default_back {
-        true => clear_window(hv, default, request.multi_tce).err(),
+        true => twice(|| clear_window(hv, default, request.multi_tce)).err(),
         false => None,
     };
     Restore { reset, windows_available, default_back, cleared }
@@ -333,6 +334,11 @@ pub fn enable_ddw(
     })
 }
 
+/// `call`, and once more if it fails.
+pub(crate) fn twice<T, E>(mut call: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    call().or_else(|_| call())
+}
+
 /// The default window, if a single-window PE may give it up.
 #[allow(clippy::result_large_err)]
 fn single_window_check(request: &PeRequest<'_>, query: QueryResponse) -> Result<DmaWindow, DdwError> {
@@ -373,11 +379,7 @@ fn create_and_map(
             }
         },
         WindowMode::Dynamic => {
-            let mut dynamic = DynamicWindow::new(window, request.multi_tce);
-            for &(start, len) in request.iova_holes {
-                // A fresh allocator has nothing allocated, so reserving cannot collide.
-                let _ = dynamic.allocator_mut().reserve(start, len);
-            }
+            let dynamic = DynamicWindow::with_holes(window, request.multi_tce, request.iova_holes);
             (MapStats::default(), DdwMapping::Dynamic(dynamic))
         }
     };

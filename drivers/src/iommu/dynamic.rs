@@ -162,6 +162,17 @@ impl DynamicWindow {
         Self { allocator: IovaAllocator::new(&window), window, multi_tce }
     }
 
+    /// A dynamic window whose allocator never hands out the bus ranges `holes` (32-bit MMIO,
+    /// MSI doorbells: papr-ddw-facts §1.4 step 13).
+    pub fn with_holes(window: DmaWindow, multi_tce: MultiTce, holes: &[(BusAddr, u64)]) -> Self {
+        let mut dynamic = Self::new(window, multi_tce);
+        for &(start, len) in holes {
+            // A fresh allocator has nothing allocated, so reserving cannot collide.
+            let _ = dynamic.allocator.reserve(start, len);
+        }
+        dynamic
+    }
+
     /// The window.
     pub fn window(&self) -> &DmaWindow {
         &self.window

@@ -4,11 +4,13 @@
 //! entries, [`hcall`] and [`rtas`] are the hypervisor interfaces the kernel implements,
 //! [`plan`] picks the page size and window size from a query, [`window`] describes and creates
 //! windows, [`map`] fills a direct window with all of RAM, [`iova`] and [`dynamic`] map
-//! buffers on demand through a window smaller than RAM (or the default window). The
-//! `model` module (tests only) is a QEMU-7.2-like hypervisor implementing both interfaces.
+//! buffers on demand through a window smaller than RAM (or the default window), [`handover`]
+//! takes over a window a previous kernel left. The host-only `papr-model` crate is a PAPR
+//! hypervisor (QEMU 7.2 and PowerVM VF profiles) implementing both interfaces for tests.
 
 pub mod ddw;
 pub mod dynamic;
+pub mod handover;
 pub mod hcall;
 pub mod iova;
 pub mod map;

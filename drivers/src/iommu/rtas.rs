@@ -51,7 +51,7 @@ impl QueryOutputs {
 }
 
 /// What `ibm,query-pe-dma-window` reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueryResponse {
     /// Windows that can still be created.
     pub windows_available: u32,

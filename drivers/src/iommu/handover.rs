@@ -1,0 +1,273 @@
+//! Warm restart: a kernel that finds a Dynamic DMA Window left by the kernel before it (kexec,
+//! kdump, or a re-run of the DMA set-up without a machine reset).
+//!
+//! The hypervisor keeps windows and their TCEs across a kexec; only what the previous kernel
+//! wrote down survives on the guest side. Linux passes `linux,direct64-ddr-window-info` in the
+//! next kernel's device tree and, without it, a kdump kernel once found `ibm,dma-window`
+//! describing a default window that had been removed (papr-ddw-facts §1.9, §6.3). A
+//! [`Handover`] is that record; [`take_over`] then either
+//! - **reuses** the window: it must still answer H_GET_TCE; a direct window is checked by
+//!   reading back the first and last entry of every RAM range (and re-mapped in full if any
+//!   differs), a dynamic window is cleared, since the buffers its entries point at belonged to
+//!   the previous kernel; or
+//! - **removes** it: every entry is cleared first (rule: clear before remove), then the
+//!   window is removed — or, when it had replaced the default window (slot 0) or will not be
+//!   removed, the PE is reset, which brings the default window back, and that window is
+//!   cleared too (reset need not clear the table, §1.9) — and the usual [`enable_ddw`] runs on
+//!   the clean PE.
+
+use core::fmt;
+
+use super::ddw::{enable_ddw, restore_default, twice, Ddw, DdwError, DdwMapping, PeRequest, Restore};
+use super::dynamic::DynamicWindow;
+use super::hcall::{HcallError, TceCalls};
+use super::map::{clear_window, map_ram, MapError, MapStats};
+use super::plan::{WindowLimit, WindowMode, WindowPlan};
+use super::rtas::{retry_busy, DdwRtas, Delay, PeAddress, RtasError};
+use super::tce::{Tce, TcePermission};
+use super::window::DmaWindow;
+use crate::addr::PhysAddr;
+
+/// What one kernel's DMA set-up leaves for the next about one PE's DDW.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handover {
+    /// The PE.
+    pub pe: PeAddress,
+    /// The window.
+    pub window: DmaWindow,
+    /// log2 of its size.
+    pub window_shift: u32,
+    /// Whether all RAM is mapped in it at bus base + physical address.
+    pub direct: bool,
+    /// Its table slot (0: it replaced the default window).
+    pub slot: u32,
+}
+
+impl Handover {
+    /// The record of `ddw` on `pe`.
+    pub fn of(pe: PeAddress, ddw: &Ddw) -> Self {
+        Self {
+            pe,
+            window: ddw.window,
+            window_shift: ddw.plan.window_shift,
+            direct: matches!(ddw.mapping, DdwMapping::Direct),
+            slot: ddw.slot,
+        }
+    }
+}
+
+/// What to do with a window found at start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WarmPolicy {
+    /// Keep using it.
+    Reuse,
+    /// Clear and remove it, then set the PE up afresh.
+    Remove,
+}
+
+/// What [`take_over`] did.
+#[derive(Debug)]
+pub enum TakeOver {
+    /// The window is in use again.
+    Reused {
+        /// The window, as a DDW of this kernel.
+        ddw: Ddw,
+        /// Entries read back to check it (H_GET_TCE calls).
+        checked: u64,
+        /// Whether the check found a difference and all RAM was mapped again.
+        remapped: bool,
+        /// Set when removal was asked for but neither the removal nor the reset worked, so
+        /// the cleared window is used again.
+        instead_of: Option<TakeOverError>,
+    },
+    /// The old window was cleared and removed (or the PE reset) and the set-up ran afresh.
+    Replaced {
+        /// Why reusing it failed, when reuse was asked for (H_GET_TCE failing on it first:
+        /// the window is gone or not answering).
+        reuse_error: Option<MapError>,
+        /// Clearing it failed (it was removed all the same: a removed window's entries are
+        /// out of every device's reach, a kept one's are not).
+        clear_error: Option<HcallError>,
+        /// Removing it failed; the PE was reset instead.
+        removal: Option<RtasError>,
+        /// How the default window came back, when the old window had replaced it (or would
+        /// not be removed).
+        restore: Option<Restore>,
+        /// The fresh set-up's result.
+        fresh: Result<Ddw, DdwError>,
+    },
+}
+
+/// Why the PE could not be brought to a known state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TakeOverError {
+    /// The handover is for another PE.
+    WrongPe {
+        /// The PE asked about.
+        expected: PeAddress,
+        /// The handover's.
+        found: PeAddress,
+    },
+    /// The old window replaced the default window, and the device tree describes none to
+    /// reset to.
+    NoDefault,
+    /// Removing the old window failed and so did the reset tried instead; it is still there,
+    /// cleared as far as possible.
+    Remove(RtasError),
+    /// Resetting the PE left no clean default window.
+    Reset(Restore),
+}
+
+impl fmt::Display for TakeOverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TakeOverError::WrongPe { expected, found } => {
+                write!(f, "the handed-over window belongs to PE {found}, not {expected}")
+            }
+            TakeOverError::NoDefault => {
+                write!(
+                    f,
+                    "the handed-over window replaced a default window the device tree does not describe"
+                )
+            }
+            TakeOverError::Remove(error) => write!(f, "removing the handed-over window failed: {error}"),
+            TakeOverError::Reset(restore) => match (restore.reset, restore.cleared) {
+                (Some(error), _) => write!(f, "resetting the PE failed: {error}"),
+                (None, Some(error)) => {
+                    write!(f, "clearing the default window after the reset failed: {error}")
+                }
+                (None, None) => {
+                    write!(f, "after ibm,reset-pe-dma-windows the default window does not answer")
+                }
+            },
+        }
+    }
+}
+
+/// Takes over the window `found` left by the previous kernel, as `policy` says; a reuse that
+/// fails falls back to removal. `request` is this kernel's request for the PE; its `default`
+/// describes the default window to reset to when the old window had replaced it.
+#[allow(clippy::result_large_err)]
+pub fn take_over(
+    hv: &mut (impl DdwRtas + TceCalls),
+    delay: &mut impl Delay,
+    request: &PeRequest<'_>,
+    found: &Handover,
+    policy: WarmPolicy,
+) -> Result<TakeOver, TakeOverError> {
+    if found.pe != request.pe {
+        return Err(TakeOverError::WrongPe { expected: request.pe, found: found.pe });
+    }
+    let window = found.window;
+    let mut reuse_error = None;
+    if policy == WarmPolicy::Reuse {
+        match reuse(hv, request, found) {
+            Ok(reused) => return Ok(reused),
+            Err(error) => reuse_error = Some(error),
+        }
+    }
+    // Whether or not the window still answers, it is cleared and removed (a window that is
+    // gone fails both, and the reset below settles the PE).
+    let clear_error = twice(|| clear_window(hv, &window, request.multi_tce)).err();
+    let removal = match found.slot {
+        0 => None,
+        _ => retry_busy(delay, || hv.remove(window.liobn())).err(),
+    };
+    // A window that replaced the default one goes with a reset; so does one that would not go.
+    let restore = match (found.slot, removal) {
+        (0, _) | (_, Some(_)) => {
+            let default = request.default.map(|d| d.window).ok_or(TakeOverError::NoDefault)?;
+            let restore = restore_default(hv, delay, request, &default);
+            if !restore.is_clean() {
+                let error = match removal {
+                    Some(error) => TakeOverError::Remove(error),
+                    None => TakeOverError::Reset(restore),
+                };
+                // The reset did not happen, so the old window is still there (cleared): use
+                // it again rather than leave the PE without DMA.
+                if restore.reset.is_some() {
+                    if let Ok(TakeOver::Reused { ddw, checked, remapped, .. }) = reuse(hv, request, found) {
+                        return Ok(TakeOver::Reused { ddw, checked, remapped, instead_of: Some(error) });
+                    }
+                }
+                return Err(error);
+            }
+            Some(restore)
+        }
+        _ => None,
+    };
+    let fresh = enable_ddw(hv, delay, request);
+    Ok(TakeOver::Replaced { reuse_error, clear_error, removal, restore, fresh })
+}
+
+fn reuse(
+    hv: &mut (impl DdwRtas + TceCalls),
+    request: &PeRequest<'_>,
+    found: &Handover,
+) -> Result<TakeOver, MapError> {
+    let window = found.window;
+    hv.get_tce(window.liobn(), window.bus_base())
+        .map_err(|error| MapError::Hcall { error, cleanup: None })?;
+    let outputs = request.query_outputs();
+    let query = hv.query(request.pe, outputs).unwrap_or_default();
+    let mode = if found.direct { WindowMode::Direct } else { WindowMode::Dynamic };
+    let (page_shift, window_shift) = (window.page_shift(), found.window_shift);
+    let plan = WindowPlan { page_shift, window_shift, mode, limit: WindowLimit::Ram };
+    let (checked, remapped, stats, mapping) = if found.direct {
+        let (checked, intact) = check_direct(hv, &window, request);
+        let stats = match intact {
+            true => MapStats::default(),
+            false => map_ram(hv, &window, request.ram, request.multi_tce)?,
+        };
+        (checked, !intact, stats, DdwMapping::Direct)
+    } else {
+        clear_window(hv, &window, request.multi_tce)
+            .map_err(|error| MapError::Hcall { error, cleanup: None })?;
+        let dynamic = DynamicWindow::with_holes(window, request.multi_tce, request.iova_holes);
+        (0, false, MapStats::default(), DdwMapping::Dynamic(dynamic))
+    };
+    let ranges = match mapping {
+        DdwMapping::Direct => request.ram.iter().filter(|r| r.size > 0).count(),
+        DdwMapping::Dynamic(_) => 0,
+    };
+    let ddw = Ddw { query, outputs, plan, window, slot: found.slot, stats, ranges, mapping };
+    Ok(TakeOver::Reused { ddw, checked, remapped, instead_of: None })
+}
+/// Checks that the default window the device tree describes answers H_GET_TCE; if it does not
+/// (a previous kernel removed it and did not say so, §6.3), resets the PE to bring it back.
+/// `Ok(None)`: it was there; `Ok(Some(_))`: the reset brought it back clean.
+pub fn ensure_default(
+    hv: &mut (impl DdwRtas + TceCalls),
+    delay: &mut impl Delay,
+    request: &PeRequest<'_>,
+) -> Result<Option<Restore>, TakeOverError> {
+    let default = request.default.map(|d| d.window).ok_or(TakeOverError::NoDefault)?;
+    if twice(|| hv.get_tce(default.liobn(), default.bus_base())).is_ok() {
+        return Ok(None);
+    }
+    let restore = restore_default(hv, delay, request, &default);
+    match restore.is_clean() {
+        true => Ok(Some(restore)),
+        false => Err(TakeOverError::Reset(restore)),
+    }
+}
+
+/// Reads back the first and last entry of every RAM range; returns how many were read and
+/// whether all held read-write TCEs of their own page.
+fn check_direct(hv: &mut impl TceCalls, window: &DmaWindow, request: &PeRequest<'_>) -> (u64, bool) {
+    let page_mask = window.page_size() - 1;
+    let mut checked = 0;
+    for range in request.ram.iter().filter(|r| r.size > 0) {
+        for phys in [range.base.get(), range.end() - 1] {
+            let page = phys & !page_mask;
+            let Some(iova) = window.iova_for_phys(PhysAddr(page)) else { return (checked, false) };
+            checked += 1;
+            let want = Tce::new(PhysAddr(page), TcePermission::ReadWrite, window.page_shift());
+            match (hv.get_tce(window.liobn(), iova), want) {
+                (Ok(got), Ok(want)) if got == want => {}
+                _ => return (checked, false),
+            }
+        }
+    }
+    (checked, true)
+}
