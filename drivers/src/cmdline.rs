@@ -4,10 +4,15 @@
 //! `test=program` (execute an illegal instruction), `ddw=off` (create no Dynamic DMA Window:
 //! every device uses its PE's default window), `ddw=single` (treat every PE as a single-window
 //! PE: replace the default window), `ddw=single-fail` (the same, with the create after the
-//! removal failing on purpose, to exercise the reset). Unknown words are reported, not fatal.
+//! removal failing on purpose, to exercise the reset), `warm-restart=reuse` /
+//! `warm-restart=remove` (run the whole DMA set-up a second time, as a kexec'd kernel would
+//! find things, reusing or removing the window the first run left). Unknown words are
+//! reported, not fatal.
 
 use alloc::string::String;
 use alloc::vec::Vec;
+
+use crate::iommu::handover::WarmPolicy;
 
 /// A test mode selected with `test=…`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +36,8 @@ pub struct Args {
     pub ddw_single: bool,
     /// `ddw=single-fail`: fail the create after the default window's removal.
     pub ddw_fail_after_remove: bool,
+    /// `warm-restart=`: run the DMA set-up twice, treating the first run's windows so.
+    pub warm_restart: Option<WarmPolicy>,
     /// Words that were not understood.
     pub unknown: Vec<String>,
 }
@@ -48,6 +55,8 @@ impl Args {
                 "ddw=on" => args.ddw_off = false,
                 "ddw=single" => args.ddw_single = true,
                 "ddw=single-fail" => (args.ddw_single, args.ddw_fail_after_remove) = (true, true),
+                "warm-restart=reuse" => args.warm_restart = Some(WarmPolicy::Reuse),
+                "warm-restart=remove" => args.warm_restart = Some(WarmPolicy::Remove),
                 other => args.unknown.push(String::from(other)),
             }
         }
@@ -74,5 +83,9 @@ mod tests {
         assert!(single.ddw_single && !single.ddw_fail_after_remove);
         let fail = Args::parse("ddw=single-fail");
         assert!(fail.ddw_single && fail.ddw_fail_after_remove);
+        assert_eq!(Args::parse("warm-restart=reuse").warm_restart, Some(WarmPolicy::Reuse));
+        assert_eq!(Args::parse("warm-restart=remove").warm_restart, Some(WarmPolicy::Remove));
+        assert_eq!(Args::parse("").warm_restart, None);
+        assert_eq!(Args::parse("warm-restart=maybe").unknown, ["warm-restart=maybe"]);
     }
 }

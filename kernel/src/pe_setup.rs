@@ -20,6 +20,7 @@ use drivers::devtree::phb::{PciSpace, PhbInfo};
 use drivers::devtree::platform::Platform;
 use drivers::dma::PeDma;
 use drivers::iommu::ddw::DefaultWindow;
+use drivers::iommu::handover::{ensure_default, take_over, Handover, TakeOver, WarmPolicy};
 use drivers::iommu::{
     enable_ddw, Ddw, DdwError, DdwMapping, DmaWindow, DynamicWindow, MultiTce, PeAddress, PeRequest,
     WindowLimit,
@@ -32,9 +33,21 @@ use crate::kv;
 
 /// One PE (QEMU: one PHB) and its DMA state; `PES[i]` is PHB `i` (the report's `pe.<i>`).
 pub struct Pe {
+    /// The PE's RTAS address, when a DDW was asked for.
+    pub address: Option<PeAddress>,
     /// The PE's DMA windows.
     pub dma: PeDma,
 }
+
+impl Pe {
+    /// What a next kernel must be told about this PE's DDW.
+    fn handover(&self) -> Option<Handover> {
+        Some(Handover::of(self.address?, self.dma.ddw.as_ref()?))
+    }
+}
+
+/// How a set-up run treats windows found from an earlier run.
+type Warm = Option<(WarmPolicy, Vec<Option<Handover>>)>;
 
 /// Every PE set up at boot, by PHB index.
 pub static PES: Mutex<Vec<Pe>> = Mutex::new(Vec::new());
@@ -48,14 +61,33 @@ pub fn setup_all(
     args: &Args,
 ) {
     println!("== dma windows");
+    setup_runs(platform, rtas, fdt, functions, args, None);
+    if let Some(policy) = args.warm_restart {
+        // As after a kexec: the hypervisor keeps its windows and TCEs, this kernel keeps only
+        // the handover (Linux passes it as `linux,direct64-ddr-window-info`, §1.9).
+        let handovers: Vec<Option<Handover>> = PES.lock().drain(..).map(|pe| pe.handover()).collect();
+        println!("== dma windows, warm restart ({policy:?}: the DMA set-up runs again)");
+        setup_runs(platform, rtas, fdt, functions, args, Some((policy, handovers)));
+    }
+}
+
+fn setup_runs(
+    platform: &Platform,
+    rtas: Rtas,
+    fdt: &fdt::Fdt<'_>,
+    functions: &[Vec<Function>],
+    args: &Args,
+    warm: Warm,
+) {
     let multi_tce =
         if crate::report::multi_tce(platform) { MultiTce::Available } else { MultiTce::Unavailable };
     let hz = platform.cpus.timebase_hz.unwrap_or(512_000_000).max(1);
     let mut pes = PES.lock();
     for (index, phb) in platform.phbs.iter().enumerate() {
         let devices = functions.get(index).map_or(&[][..], Vec::as_slice);
-        let dma = setup_pe(index, phb, platform, rtas, fdt, devices, args, multi_tce, hz);
-        pes.push(Pe { dma });
+        let found = warm.as_ref().map(|(policy, found)| (*policy, found.get(index).copied().flatten()));
+        let (address, dma) = setup_pe(index, phb, platform, rtas, fdt, devices, args, multi_tce, hz, found);
+        pes.push(Pe { address, dma });
     }
 }
 
@@ -84,7 +116,8 @@ fn setup_pe(
     args: &Args,
     multi_tce: MultiTce,
     hz: u64,
-) -> PeDma {
+    warm: Option<(WarmPolicy, Option<Handover>)>,
+) -> (Option<PeAddress>, PeDma) {
     let key = |name: &str| format!("pe.{index}.{name}");
     // The PE node of the first device (all of a QEMU PHB's devices share it).
     let first_device_path = devices.iter().find_map(|f| {
@@ -120,9 +153,9 @@ fn setup_pe(
     if let Some(why) = why_not {
         kv!(key("ddw"), "none");
         kv!(key("ddw.why"), "{why}");
-        return dma;
+        return (None, dma);
     }
-    let (Some(applicable), Some(first)) = (phb.ddw_applicable, devices.first()) else { return dma };
+    let (Some(applicable), Some(first)) = (phb.ddw_applicable, devices.first()) else { return (None, dma) };
     let extensions = phb.ddw_extensions.as_ref();
     let mut hv = PeHypervisor::new(rtas, applicable, extensions.and_then(|e| e.reset_token()));
     hv.fail_next_create = args.ddw_fail_after_remove;
@@ -155,17 +188,95 @@ fn setup_pe(
         iova_holes: &holes,
     };
     let start = cpu::timebase();
-    let result = enable_ddw(&mut hv, &mut TimebaseDelay { hz }, &request);
+    let mut delay = TimebaseDelay { hz };
+    if let Some((policy, found)) = warm {
+        warm_setup(index, &mut hv, &mut delay, &request, policy, found, &mut dma, start);
+        return (Some(pe), dma);
+    }
+    let result = enable_ddw(&mut hv, &mut delay, &request);
     let ticks = cpu::timebase().wrapping_sub(start);
-    match &result {
+    report_result(index, &result, ticks, hz);
+    let _ = dma.settle(result);
+    (Some(pe), dma)
+}
+
+fn report_result(index: usize, result: &Result<Ddw, DdwError>, ticks: u64, hz: u64) {
+    match result {
         Ok(ddw) => report_ddw(index, ddw, ticks, hz),
         Err(error) => report_failure(index, error),
     }
-    if result.as_ref().is_ok_and(|ddw| ddw.slot == 0) {
-        kv!(key("default_removed"), "yes");
+}
+
+/// The second run of a warm restart: take over the window the first run left, or, if it
+/// left none, make sure the described default window exists before the usual set-up.
+#[allow(clippy::too_many_arguments)]
+fn warm_setup(
+    index: usize,
+    hv: &mut PeHypervisor,
+    delay: &mut TimebaseDelay,
+    request: &PeRequest<'_>,
+    policy: WarmPolicy,
+    found: Option<Handover>,
+    dma: &mut PeDma,
+    start: u64,
+) {
+    let key = |name: &str| format!("pe.{index}.{name}");
+    let default = dma.default.take();
+    let Some(found) = found else {
+        kv!(key("warm"), "no-window");
+        match ensure_default(hv, delay, request) {
+            Ok(restore) => {
+                if restore.is_some() {
+                    kv!(key("warm.reset"), "the described default window was gone; reset restored it");
+                }
+                dma.default = default;
+                let result = enable_ddw(hv, delay, request);
+                report_result(index, &result, cpu::timebase().wrapping_sub(start), delay.hz);
+                let _ = dma.settle(result);
+            }
+            Err(error) => {
+                kv!(key("warm"), "failed");
+                kv!(key("warm.error"), "{error}");
+            }
+        }
+        return;
+    };
+    kv!(key("warm.found"), "{} at {} slot {}", found.window.liobn(), found.window.bus_base(), found.slot);
+    let result = take_over(hv, delay, request, &found, policy);
+    let ticks = cpu::timebase().wrapping_sub(start);
+    match &result {
+        Ok(TakeOver::Reused { ddw, checked, remapped, instead_of }) => {
+            kv!(key("warm"), "{}", if instead_of.is_some() { "reused-instead-of-removal" } else { "reused" });
+            kv!(key("warm.checked"), "{checked}");
+            kv!(key("warm.remapped"), "{}", if *remapped { "yes" } else { "no" });
+            if let Some(error) = instead_of {
+                kv!(key("warm.error"), "{error}");
+            }
+            report_ddw(index, ddw, ticks, delay.hz);
+        }
+        Ok(TakeOver::Replaced { reuse_error, clear_error, removal, restore, fresh }) => {
+            kv!(key("warm"), "replaced");
+            if let Some(error) = reuse_error {
+                kv!(key("warm.reuse_error"), "{error}");
+            }
+            if let Some(error) = clear_error {
+                kv!(key("warm.clear_error"), "{error}");
+            }
+            if let Some(error) = removal {
+                kv!(key("warm.remove_error"), "{error}");
+            }
+            if restore.is_some() {
+                kv!(key("warm.reset"), "restored");
+            }
+            report_result(index, fresh, ticks, delay.hz);
+        }
+        Err(error) => {
+            kv!(key("warm"), "failed");
+            kv!(key("warm.error"), "{error}");
+            println!("  PE {index}: warm restart: {error}");
+        }
     }
-    let _ = dma.settle(result);
-    dma
+    let _ = dma.settle_take_over(&found, default, result);
 }
 
 /// QEMU's MSI doorbell bus address, inside the IOMMU's address space.
@@ -207,6 +318,9 @@ fn report_ddw(index: usize, ddw: &Ddw, ticks: u64, hz: u64) {
     kv!(key("ddw.put_calls"), "{}", ddw.stats.put_calls);
     kv!(key("ddw.ticks"), "{ticks}");
     kv!(key("ddw.us"), "{}", ticks.saturating_mul(1_000_000) / hz);
+    if ddw.slot == 0 {
+        kv!(key("default_removed"), "yes");
+    }
 }
 
 fn report_failure(index: usize, error: &DdwError) {

@@ -494,6 +494,24 @@ impl Outcome {
         self
     }
 
+    /// Asserts a scratch disk went through the self-test: `blk.<blk>.crc.*` equal the host's
+    /// CRCs of `image`, the scratch copy was done, and the image QEMU left (`disk_id`) holds
+    /// exactly that copy.
+    #[track_caller]
+    pub fn expect_scratch_disk(&self, blk: usize, disk_id: &str, image: &[u8]) -> &Self {
+        for (k, crc) in crate::disk::mib_crcs(image).iter().enumerate() {
+            self.expect_kv(&format!("blk.{blk}.crc.{k}"), &crate::disk::crc_text(*crc));
+        }
+        self.expect_kv(&format!("blk.{blk}.copy"), "done");
+        let path = self.disk_path(disk_id);
+        let after = std::fs::read(&path)
+            .unwrap_or_else(|e| self.fail(&format!("cannot read {}: {e}", path.display())));
+        if let Err(why) = crate::disk::check_scratch_copy(image, &after) {
+            self.fail(&format!("host image {} after the run: {why}", path.display()));
+        }
+        self
+    }
+
     /// Asserts the console contains `needle`.
     #[track_caller]
     pub fn expect_console(&self, needle: &str) -> &Self {
@@ -544,6 +562,21 @@ fn shell_quote(arg: &str) -> String {
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
     }
+}
+
+/// A 2 GiB VOF boot with one 16 MiB scratch disk (`disk0`, filled from `seed`), QEMU's
+/// `spapr_iommu_pci_*` and `spapr_iommu_ddw_*` traces on and `append` on the kernel command
+/// line; no `edu` (the single-window path needs the default window free).
+pub fn scratch_disk_boot(name: &str, append: &str, seed: u64) -> (Outcome, Arc<Vec<u8>>) {
+    let image = Arc::new(crate::disk::scratch_image(16 << 20, seed));
+    let outcome = Scenario::new(name, Firmware::Vof)
+        .memory("2G")
+        .timeout(Duration::from_secs(240))
+        .trace(["spapr_iommu_pci_*", "spapr_iommu_ddw_*"])
+        .append(append)
+        .virtio_blk_image("disk0", None, Arc::clone(&image), true)
+        .run();
+    (outcome, image)
 }
 
 #[cfg(test)]

@@ -3,41 +3,12 @@
 //! removal is undone with `ibm,reset-pe-dma-windows`. Evidence: QEMU's `spapr_iommu_*` trace
 //! and the disk image checked on the host.
 
-use std::sync::Arc;
-use std::time::Duration;
-use tests::disk;
-use tests::qemu::{Firmware, Outcome, Scenario};
+use tests::qemu::{self, Outcome};
 use tests::trace::TceStuff;
 
-const MIB: usize = 1 << 20;
 /// QEMU's default window on PHB 0: LIOBN, 1 GiB of 4 KiB TCEs.
 const DEFAULT_LIOBN: u64 = 0x8000_0000;
 const DEFAULT_TCES: u64 = 1 << 18;
-
-/// A 2 GiB VOF boot with one scratch disk (no `edu`: it needs the default window).
-fn boot(name: &str, append: &str, seed: u64) -> (Outcome, Arc<Vec<u8>>) {
-    let image = Arc::new(disk::scratch_image(16 * MIB, seed));
-    let outcome = Scenario::new(name, Firmware::Vof)
-        .memory("2G")
-        .timeout(Duration::from_secs(240))
-        .trace(["spapr_iommu_pci_*", "spapr_iommu_ddw_*"])
-        .append(append)
-        .virtio_blk_image("disk0", None, Arc::clone(&image), true)
-        .run();
-    (outcome, image)
-}
-
-/// Every CRC reported equals the host's, and the scratch copy landed in the image.
-fn check_disk(outcome: &Outcome, image: &[u8]) {
-    for (k, crc) in disk::mib_crcs(image).iter().enumerate() {
-        outcome.expect_kv(&format!("blk.0.crc.{k}"), &disk::crc_text(*crc));
-    }
-    outcome.expect_kv("blk.0.copy", "done");
-    let after = std::fs::read(outcome.disk_path("disk0")).unwrap_or_else(|e| outcome.fail(&format!("{e}")));
-    if let Err(why) = disk::check_scratch_copy(image, &after) {
-        outcome.fail(&format!("host image after the run: {why}"));
-    }
-}
 
 /// The default window's TCEs cleared 512 at a time (never more) before its removal. QEMU
 /// traces H_STUFF_TCE's `ioba` after its loop, i.e. one past the last entry written.
@@ -81,7 +52,7 @@ fn check_default_cleared(outcome: &Outcome) {
 
 #[test]
 fn a_single_window_pe_gets_its_ddw_in_slot_0_at_bus_0() {
-    let (outcome, image) = boot("single-window", "ddw=single", 0x5151_0001);
+    let (outcome, image) = qemu::scratch_disk_boot("single-window", "ddw=single", 0x5151_0001);
     outcome.expect_ok().expect_kv("selftest.status", "ok");
     outcome
         .expect_kv("pe.0.ddw", "direct")
@@ -104,12 +75,12 @@ fn a_single_window_pe_gets_its_ddw_in_slot_0_at_bus_0() {
     if mapped.len() != 1 || mapped[0].ioba != 0 || mapped[0].entries() != Some(128) {
         outcome.fail(&format!("expected one 128-TCE indirect call at bus 0 on {liobn:#x}, got {mapped:x?}"));
     }
-    check_disk(&outcome, &image);
+    outcome.expect_scratch_disk(0, "disk0", &image);
 }
 
 #[test]
 fn a_failure_after_the_removal_resets_to_the_default_window() {
-    let (outcome, image) = boot("single-window-fail", "ddw=single-fail", 0x5151_0002);
+    let (outcome, image) = qemu::scratch_disk_boot("single-window-fail", "ddw=single-fail", 0x5151_0002);
     outcome.expect_ok().expect_kv("selftest.status", "ok");
     outcome
         .expect_kv("pe.0.ddw", "none")
@@ -131,5 +102,5 @@ fn a_failure_after_the_removal_resets_to_the_default_window() {
     if !puts.iter().any(|c| c.liobn == DEFAULT_LIOBN && c.ret == 0) {
         outcome.fail("no TCE was written into the restored default window");
     }
-    check_disk(&outcome, &image);
+    outcome.expect_scratch_disk(0, "disk0", &image);
 }
