@@ -6,6 +6,8 @@
 #   ./run.sh test                             set up, build, run every test (host unit tests + QEMU boots)
 #   ./run.sh bench [boot|ddw] [--runs N] [--quick]
 #                                             set up, build, print boot-time and DDW figures (not tests)
+#   ./run.sh fuzz [N]                         fuzz the device-tree parsers and the DDW logic against
+#                                             the hypervisor model, N executions per target (default 1000000)
 #
 # Options for a boot:
 #   --firmware slof|vof|bios   firmware path (default slof: QEMU's default firmware)
@@ -189,6 +191,17 @@ case "$cmd" in
         ;;
     run) shift || true; setup; build; boot "$@" ;;
     -*) setup; build; boot "$@" ;;
-    help|-h|--help) sed -n '2,22p' "$0" ;;
-    *) die "unknown command '$cmd' (build, test, bench, or boot options; see ./run.sh help)" ;;
+    fuzz)
+        shift
+        cases="${1:-1000000}"
+        case "$cases" in ''|*[!0-9]*) die "fuzz takes a number of executions, not '$cases'" ;; esac
+        setup
+        cd "$ROOT"
+        say "fuzzing with $cases executions per target (FUZZ_SEED=${FUZZ_SEED:-default})"
+        export FUZZ_CASES="$cases"
+        cargo test --release -p drivers --test fuzz_devtree -- --nocapture 2>&1 | grep -E 'executions|test result|panicked|Fail'
+        cargo test --release -p papr-model --test fuzz_ddw -- --nocapture 2>&1 | grep -E 'executions|test result|panicked|Fail'
+        ;;
+    help|-h|--help) sed -n '2,24p' "$0" ;;
+    *) die "unknown command '$cmd' (build, test, bench, fuzz, or boot options; see ./run.sh help)" ;;
 esac

@@ -440,12 +440,14 @@ fn stale_entries(scenario: &Scenario, outcome: &Outcome, lost: impl Fn(Liobn) ->
         }
         if is_direct {
             let page = 1u64 << window.page_shift;
-            let want: u64 = scenario
+            // Pages RAM touches (two ranges may share one).
+            let pages: std::collections::BTreeSet<u64> = scenario
                 .ram
                 .iter()
                 .filter(|r| r.size > 0)
-                .map(|r| r.end().div_ceil(page) - r.base.get() / page)
-                .sum();
+                .flat_map(|r| r.base.get() / page..r.end().div_ceil(page))
+                .collect();
+            let want = pages.len() as u64;
             if expected_direct != want {
                 broken.push(format!(
                     "direct window {} maps {expected_direct} RAM pages, RAM needs {want}",

@@ -162,14 +162,31 @@ fn without_multi_tce_every_tce_is_one_put() {
 #[test]
 fn a_capped_window_becomes_dynamic() {
     let ext = qemu_extensions();
-    let ram = [range(0, 2 * GIB)];
+    let ram = [range(0, 4 * GIB)];
     let mut hv = model(0x1211000);
-    let req = PeRequest { device_mask_bits: 30, ..request(&ram, Some(&ext), 2 * GIB) };
+    let req = PeRequest { device_mask_bits: 31, ..request(&ram, Some(&ext), 4 * GIB) };
     let ddw = enable_ddw(&mut hv, &mut NoDelay, &req).unwrap();
-    assert_eq!((ddw.plan.window_shift, ddw.plan.limit), (30, WindowLimit::DeviceMask));
+    assert_eq!((ddw.plan.window_shift, ddw.plan.limit), (31, WindowLimit::DeviceMask));
     assert!(matches!(ddw.mapping, DdwMapping::Dynamic(_)));
     assert_eq!((ddw.direct_offset(), ddw.stats.tces, hv.mapped_entries()), (None, 0, 0));
     assert_eq!(hv.count(CallKind::PutTceIndirect), 0);
+}
+
+#[test]
+fn a_dynamic_window_no_larger_than_the_default_is_not_created() {
+    let ext = qemu_extensions();
+    let ram = [range(0, 2 * GIB)];
+    let mut hv = model(0x1211000);
+    let req = PeRequest { device_mask_bits: 30, ..request(&ram, Some(&ext), 2 * GIB) };
+    let error = enable_ddw(&mut hv, &mut NoDelay, &req).unwrap_err();
+    assert_eq!(error, DdwError::NoGain { window_size: GIB, default_size: GIB });
+    assert!(error.to_string().contains("keeping the default window"), "{error}");
+    assert_eq!(hv.count(CallKind::Create), 0);
+    // On the single-window path the default window is not even cleared.
+    let mut hv = model(0x1211000);
+    let req = PeRequest { force_single_window: true, ..req };
+    assert!(matches!(enable_ddw(&mut hv, &mut NoDelay, &req), Err(DdwError::NoGain { .. })));
+    assert_eq!(hv.count(CallKind::StuffTce) + hv.count(CallKind::Remove), 0);
 }
 
 #[test]

@@ -52,7 +52,7 @@ fn a_removed_window_is_cleared_first_and_a_new_one_created() {
     let calls = outcome.model.calls();
     let remove = calls.iter().position(|c| c.kind() == CallKind::Remove).expect("a remove");
     assert_eq!(calls[remove], ModelCall::Rtas(drivers::iommu::DdwCall::Remove { liobn: model_liobn(1) }));
-    // Every entry of the old window (2^32 / 16M = 256) cleared before the removal.
+    // Every entry the old window held (RAM: 64 + 16 pages of 16M) cleared before the removal.
     let cleared: u32 = calls[..remove]
         .iter()
         .filter_map(|c| match c {
@@ -64,7 +64,7 @@ fn a_removed_window_is_cleared_first_and_a_new_one_created() {
             _ => None,
         })
         .sum();
-    assert_eq!(cleared, 256);
+    assert_eq!(cleared, 80);
     assert_eq!(count(&calls[remove..], CallKind::Create), 1);
     assert_eq!(outcome.model.windows().count(), 2, "default + the new DDW, nothing leaked");
 }
@@ -86,8 +86,13 @@ fn a_slot_0_window_is_reused_or_replaced_through_a_reset() {
 
 #[test]
 fn a_reused_dynamic_window_drops_the_previous_kernels_buffers() {
-    // A 1 GiB budget below 2.25 GiB of RAM: dynamic. The first kernel leaves a buffer mapped.
-    let config = ModelConfig { tce_budget: Some(1 << 14), ..Profile::PowervmVf.config() };
+    // A 1 GiB budget below 2.25 GiB of RAM, above the 256 MiB default window: dynamic. The
+    // first kernel leaves a buffer mapped.
+    let config = ModelConfig {
+        tce_budget: Some(1 << 14),
+        default_window_size: 256 * MIB,
+        ..Profile::PowervmVf.config()
+    };
     let scenario = Scenario::new(config, ram());
     let mut model = HypervisorModel::new(config);
     let mut delay = CountingDelay::default();

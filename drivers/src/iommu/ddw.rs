@@ -30,8 +30,10 @@ use alloc::boxed::Box;
 use super::hcall::HcallError;
 use super::map::{clear_window, map_ram, MapError, MapStats, MultiTce};
 use super::plan::{plan_window, PlanError, WindowMode, WindowPlan};
-use super::rtas::{retry_busy, DdwRtas, Delay, PeAddress, QueryOutputs, QueryResponse, RtasError};
-use super::window::{create_window, CreateError, DmaWindow};
+use super::rtas::{
+    retry_busy, CreateResponse, DdwRtas, Delay, PeAddress, QueryOutputs, QueryResponse, RtasError,
+};
+use super::window::{create_window, CreateError, DmaWindow, WindowError};
 use crate::addr::{BusAddr, PhysRange};
 use crate::devtree::dma_window::DdwExtensions;
 
@@ -215,6 +217,14 @@ pub enum DdwError {
         /// Why.
         error: PlanError,
     },
+    /// The window the hypervisor allows would be dynamic and no larger than the default
+    /// window; nothing was created or removed.
+    NoGain {
+        /// The planned window's size in bytes.
+        window_size: u64,
+        /// The default window's size.
+        default_size: u64,
+    },
     /// The create call failed (nothing to undo, or the bad window was already removed).
     Create(CreateError),
     /// The PE has one window, in use by the default window, and it was not replaced.
@@ -286,6 +296,11 @@ impl fmt::Display for DdwError {
                 }
             }
             DdwError::Plan { error, .. } => write!(f, "{error}"),
+            DdwError::NoGain { window_size, default_size } => write!(
+                f,
+                "the largest window allowed ({window_size:#x} bytes) would be dynamic and no larger than the \
+                 default window ({default_size:#x} bytes); keeping the default window"
+            ),
             DdwError::Create(error) => write!(f, "{error}"),
             DdwError::Map { window, error, removal } => {
                 write!(f, "mapping RAM into the window (liobn {}) failed: {error}", window.liobn())?;
@@ -316,6 +331,11 @@ pub fn enable_ddw(
         return create_and_map(hv, delay, request, query, 1);
     }
     let default = single_window_check(request, query)?;
+    // Plan from this answer before giving anything up: the window must be possible and
+    // worth the default window's place.
+    let plan = plan_window(&query, request.ram_end, request.device_mask_bits)
+        .map_err(|error| DdwError::Plan { query, error })?;
+    worth_it(request, &plan)?;
     if let Err(error) = clear_window(hv, &default, request.multi_tce) {
         return Err(DdwError::RemoveDefault { clear: Some(error), remove: None });
     }
@@ -332,6 +352,19 @@ pub fn enable_ddw(
         cause: Box::new(cause),
         restore: restore_default(hv, delay, request, &default),
     })
+}
+
+/// A dynamic window no larger than the default window gains nothing (and in slot 0 would
+/// lose the default window's room).
+#[allow(clippy::result_large_err)]
+fn worth_it(request: &PeRequest<'_>, plan: &WindowPlan) -> Result<(), DdwError> {
+    let window_size = 1u64.checked_shl(plan.window_shift).unwrap_or(u64::MAX);
+    match request.default {
+        Some(default) if plan.mode == WindowMode::Dynamic && window_size <= default.window.size() => {
+            Err(DdwError::NoGain { window_size, default_size: default.window.size() })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `call`, and once more if it fails.
@@ -369,7 +402,16 @@ fn create_and_map(
     let outputs = request.query_outputs();
     let plan = plan_window(&query, request.ram_end, request.device_mask_bits)
         .map_err(|error| DdwError::Plan { query, error })?;
+    worth_it(request, &plan)?;
     let window = create_window(hv, delay, request.pe, &plan).map_err(DdwError::Create)?;
+    // Next to the default window the new one must not share its bus addresses (QEMU puts it
+    // at 2^59, PowerVM high too); a hypervisor that does otherwise gets its window back.
+    if let Some(default) = request.default.filter(|d| slot == 1 && d.window.overlaps(&window)) {
+        let response = CreateResponse { liobn: window.liobn(), bus_base: window.bus_base() };
+        let removal = retry_busy(delay, || hv.remove(window.liobn())).err();
+        let why = WindowError::Overlaps { other: default.window.liobn() };
+        return Err(DdwError::Create(CreateError::BadResponse { response, why, removal }));
+    }
     let (stats, mapping) = match plan.mode {
         WindowMode::Direct => match map_ram(hv, &window, request.ram, request.multi_tce) {
             Ok(stats) => (stats, DdwMapping::Direct),

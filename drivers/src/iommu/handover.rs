@@ -20,8 +20,8 @@ use core::fmt;
 
 use super::ddw::{enable_ddw, restore_default, twice, Ddw, DdwError, DdwMapping, PeRequest, Restore};
 use super::dynamic::DynamicWindow;
-use super::hcall::{HcallError, TceCalls};
-use super::map::{clear_window, map_ram, MapError, MapStats};
+use super::hcall::TceCalls;
+use super::map::{clear_ram, clear_window, map_ram, MapError, MapStats};
 use super::plan::{WindowLimit, WindowMode, WindowPlan};
 use super::rtas::{retry_busy, DdwRtas, Delay, PeAddress, RtasError};
 use super::tce::{Tce, TcePermission};
@@ -87,7 +87,7 @@ pub enum TakeOver {
         reuse_error: Option<MapError>,
         /// Clearing it failed (it was removed all the same: a removed window's entries are
         /// out of every device's reach, a kept one's are not).
-        clear_error: Option<HcallError>,
+        clear_error: Option<MapError>,
         /// Removing it failed; the PE was reset instead.
         removal: Option<RtasError>,
         /// How the default window came back, when the old window had replaced it (or would
@@ -167,8 +167,14 @@ pub fn take_over(
         }
     }
     // Whether or not the window still answers, it is cleared and removed (a window that is
-    // gone fails both, and the reset below settles the PE).
-    let clear_error = twice(|| clear_window(hv, &window, request.multi_tce)).err();
+    // gone fails both, and the reset below settles the PE). A direct window holds RAM's
+    // entries only; a dynamic one may hold anything, so all of it is cleared.
+    let clear_error = match found.direct {
+        true => twice(|| clear_ram(hv, &window, request.ram, request.multi_tce).map(|_| ())).err(),
+        false => twice(|| clear_window(hv, &window, request.multi_tce).map(|_| ()))
+            .map_err(|error| MapError::Hcall { error, cleanup: None })
+            .err(),
+    };
     let removal = match found.slot {
         0 => None,
         _ => retry_busy(delay, || hv.remove(window.liobn())).err(),

@@ -260,6 +260,25 @@ pub fn map_ram(
     Ok(stats)
 }
 
+/// Clears the entries [`map_ram`] writes for `ranges` (all of a direct window's entries), then
+/// `sync`s; stops at the first failing call. Cheaper than [`clear_window`] when the window is
+/// larger than RAM (sized for hot-plug memory).
+pub fn clear_ram(
+    calls: &mut impl TceCalls,
+    window: &DmaWindow,
+    ranges: &[PhysRange],
+    multi_tce: MultiTce,
+) -> Result<MapStats, MapError> {
+    let runs = direct_runs(window, ranges)?;
+    let mut stats = MapStats::default();
+    for run in &runs {
+        clear_run(calls, window, run, multi_tce, &mut stats)
+            .map_err(|error| MapError::Hcall { error, cleanup: None })?;
+    }
+    calls.sync();
+    Ok(stats)
+}
+
 /// Clears every entry of `window` (H_STUFF_TCE 0 in chunks of at most 512, or H_PUT_TCE 0
 /// each), e.g. before removing it; stops at the first failing call.
 pub fn clear_window(

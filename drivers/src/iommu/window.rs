@@ -79,6 +79,11 @@ pub enum WindowError {
         /// Size in bytes.
         size: u64,
     },
+    /// It shares bus addresses with another live window of the PE.
+    Overlaps {
+        /// The other window's table.
+        other: Liobn,
+    },
 }
 
 impl fmt::Display for WindowError {
@@ -100,6 +105,7 @@ impl fmt::Display for WindowError {
             WindowError::PastEndOfBusSpace { bus_base, size } => {
                 write!(f, "window at {bus_base} of {size:#x} bytes runs past 2^64")
             }
+            WindowError::Overlaps { other } => write!(f, "window overlaps the PE's window {other}"),
         }
     }
 }
@@ -183,6 +189,11 @@ impl DmaWindow {
     /// One past the last bus address (fits `u64` by construction).
     pub const fn end(&self) -> u64 {
         self.bus_base.0 + self.size()
+    }
+
+    /// Whether the two windows share a bus address.
+    pub fn overlaps(&self, other: &DmaWindow) -> bool {
+        self.bus_base.0 < other.end() && other.bus_base.0 < self.end()
     }
 
     /// True if `[iova, iova + len)` lies inside the window (`len` 0 counts as one byte).
