@@ -395,6 +395,7 @@ fn unremoved_by(error: &DdwError) -> Option<Liobn> {
     match error {
         DdwError::Map { window, removal: Some(_), .. } => Some(window.liobn()),
         DdwError::Create(CreateError::BadResponse { response, removal: Some(_), .. }) => Some(response.liobn),
+        DdwError::NoGain { created: Some(liobn), removal: Some(_), .. } => Some(*liobn),
         DdwError::AfterRemoval { cause, .. } => unremoved_by(cause),
         _ => None,
     }

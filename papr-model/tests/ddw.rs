@@ -179,7 +179,7 @@ fn a_dynamic_window_no_larger_than_the_default_is_not_created() {
     let mut hv = model(0x1211000);
     let req = PeRequest { device_mask_bits: 30, ..request(&ram, Some(&ext), 2 * GIB) };
     let error = enable_ddw(&mut hv, &mut NoDelay, &req).unwrap_err();
-    assert_eq!(error, DdwError::NoGain { window_size: GIB, default_size: GIB });
+    assert_eq!(error, DdwError::NoGain { window_size: GIB, default_size: GIB, created: None, removal: None });
     assert!(error.to_string().contains("keeping the default window"), "{error}");
     assert_eq!(hv.count(CallKind::Create), 0);
     // On the single-window path the default window is not even cleared.

@@ -34,7 +34,7 @@ use super::rtas::{
     retry_busy, CreateResponse, DdwRtas, Delay, PeAddress, QueryOutputs, QueryResponse, RtasError,
 };
 use super::window::{create_window, CreateError, DmaWindow, WindowError};
-use crate::addr::{BusAddr, PhysRange};
+use crate::addr::{BusAddr, Liobn, PhysRange};
 use crate::devtree::dma_window::DdwExtensions;
 
 /// What the DDW setup of one PE needs to know.
@@ -220,10 +220,14 @@ pub enum DdwError {
     /// The window the hypervisor allows would be dynamic and no larger than the default
     /// window; nothing was created or removed.
     NoGain {
-        /// The planned window's size in bytes.
+        /// The planned (or, once created, usable) window's size in bytes.
         window_size: u64,
         /// The default window's size.
         default_size: u64,
+        /// The window, if it had been created (and was removed again).
+        created: Option<Liobn>,
+        /// Its removal's failure, if it failed.
+        removal: Option<RtasError>,
     },
     /// The create call failed (nothing to undo, or the bad window was already removed).
     Create(CreateError),
@@ -296,7 +300,7 @@ impl fmt::Display for DdwError {
                 }
             }
             DdwError::Plan { error, .. } => write!(f, "{error}"),
-            DdwError::NoGain { window_size, default_size } => write!(
+            DdwError::NoGain { window_size, default_size, .. } => write!(
                 f,
                 "the largest window allowed ({window_size:#x} bytes) would be dynamic and no larger than the \
                  default window ({default_size:#x} bytes); keeping the default window"
@@ -359,9 +363,16 @@ pub fn enable_ddw(
 #[allow(clippy::result_large_err)]
 fn worth_it(request: &PeRequest<'_>, plan: &WindowPlan) -> Result<(), DdwError> {
     let window_size = 1u64.checked_shl(plan.window_shift).unwrap_or(u64::MAX);
+    // A window at bus 0 loses its first page (IOVA 0 is never handed out).
+    let usable = window_size.saturating_sub(1 << plan.page_shift);
     match request.default {
-        Some(default) if plan.mode == WindowMode::Dynamic && window_size <= default.window.size() => {
-            Err(DdwError::NoGain { window_size, default_size: default.window.size() })
+        Some(default) if plan.mode == WindowMode::Dynamic && usable <= default.window.size() => {
+            Err(DdwError::NoGain {
+                window_size,
+                default_size: default.window.size(),
+                created: None,
+                removal: None,
+            })
         }
         _ => Ok(()),
     }
@@ -421,7 +432,15 @@ fn create_and_map(
             }
         },
         WindowMode::Dynamic => {
-            let dynamic = DynamicWindow::with_holes(window, request.multi_tce, request.iova_holes);
+            let mut dynamic = DynamicWindow::with_holes(window, request.multi_tce, request.iova_holes);
+            // What the holes leave must still beat the default window.
+            let usable = dynamic.allocator_mut().free_pages() << window.page_shift();
+            if let Some(default) = request.default.filter(|d| usable <= d.window.size()) {
+                let removal = retry_busy(delay, || hv.remove(window.liobn())).err();
+                let default_size = default.window.size();
+                let created = Some(window.liobn());
+                return Err(DdwError::NoGain { window_size: usable, default_size, created, removal });
+            }
             (MapStats::default(), DdwMapping::Dynamic(dynamic))
         }
     };
