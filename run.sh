@@ -18,6 +18,9 @@
 #   --trace FILE               write QEMU's spapr_iommu_* and pci_cfg_* trace to FILE
 #   --gdb                      start QEMU stopped, with a gdb server on tcp::1234
 #   --timeout SECONDS          kill a hung guest after this long (default 120)
+#   --kvm                      boot as L2 under real KVM-HV nested under TCG (the KVM lane:
+#                              fetches Debian's ppc64el kernel and QEMU once; VOF; --append,
+#                              --memory and --timeout apply)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -90,7 +93,7 @@ PY
 }
 
 boot() {
-    local firmware=slof memory=2G cpu="" smp=1 append="" trace="" gdb=0 timeout=120
+    local firmware=slof memory=2G cpu="" smp=1 append="" trace="" gdb=0 timeout=120 kvm=0
     local extra=()
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -102,11 +105,22 @@ boot() {
             --trace) trace="$2"; shift 2 ;;
             --gdb) gdb=1; shift ;;
             --timeout) timeout="$2"; shift 2 ;;
+            --kvm) kvm=1; shift ;;
             --) shift; extra=("$@"); break ;;
             *) die "unknown option '$1' (see the header of run.sh)" ;;
         esac
     done
     local disk; disk="$(make_disk)"
+    if [ "$kvm" -eq 1 ]; then
+        [ "$firmware" = slof ] && [ -z "$cpu" ] && [ "$smp" -eq 1 ] && [ -z "$trace" ] && [ "$gdb" -eq 0 ] \
+            && [ ${#extra[@]} -eq 0 ] || die "--kvm takes only --append, --memory and --timeout"
+        [ "$timeout" -ge 240 ] || timeout=300
+        say "booting in the KVM lane (L0 TCG with nested HV -> L1 Linux with kvm_hv -> L2 under -accel kvm)"
+        cd "$ROOT"
+        PSERIES_KERNEL_ELF="$KERNEL_ELF" PSERIES_KERNEL_BIOS="$KERNEL_BIN" cargo run --quiet --release -p tests \
+            --bin kvm_boot -- --disk "$disk" --append "$append" --memory "$memory" --timeout "$timeout"
+        return
+    fi
     local machine="pseries,$MACHINE_CAPS"
     local args=(-nodefaults -nographic -serial mon:stdio -no-reboot -action panic=exit-failure
         -m "$memory" -smp "$smp"
@@ -202,6 +216,6 @@ case "$cmd" in
         cargo test --release -p drivers --test fuzz_devtree -- --nocapture 2>&1 | grep -E 'executions|test result|panicked|Fail'
         cargo test --release -p papr-model --test fuzz_ddw -- --nocapture 2>&1 | grep -E 'executions|test result|panicked|Fail'
         ;;
-    help|-h|--help) sed -n '2,24p' "$0" ;;
+    help|-h|--help) sed -n '2,27p' "$0" ;;
     *) die "unknown command '$cmd' (build, test, bench, fuzz, or boot options; see ./run.sh help)" ;;
 esac

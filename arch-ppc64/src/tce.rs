@@ -16,6 +16,9 @@ use spin::Mutex;
 #[repr(C, align(4096))]
 struct ListPage([u8; TCE_LIST_BYTES]);
 
+// KVM-HV rejects a TCE list that is not 4 KiB aligned (papr-ddw-facts §2.4); QEMU does too.
+const _: () = assert!(core::mem::align_of::<ListPage>() == 4096 && core::mem::size_of::<ListPage>() == 4096);
+
 static LIST_PAGE: Mutex<ListPage> = Mutex::new(ListPage([0; TCE_LIST_BYTES]));
 
 /// The partition's TCE hypercalls.

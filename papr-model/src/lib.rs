@@ -83,17 +83,25 @@ pub enum Profile {
     Qemu72,
     /// A PowerVM SR-IOV virtual function: one window per PE.
     PowervmVf,
+    /// QEMU 7.2 under KVM-HV: the TCE hcalls are handled in the host kernel, which also
+    /// requires TCE addresses inside guest memory (`guest_ram_end`, [`KVM_GUEST_RAM`] by
+    /// default: set it to the scenario's RAM end).
+    KvmHv,
 }
+
+/// The guest memory the `kvm-hv` profile assumes unless told otherwise (4 GiB).
+pub const KVM_GUEST_RAM: u64 = 4 << 30;
 
 impl Profile {
     /// Both profiles.
-    pub const ALL: [Profile; 2] = [Profile::Qemu72, Profile::PowervmVf];
+    pub const ALL: [Profile; 3] = [Profile::Qemu72, Profile::PowervmVf, Profile::KvmHv];
 
     /// The profile's name as the issue and the docs spell it.
     pub const fn name(self) -> &'static str {
         match self {
             Profile::Qemu72 => "qemu-7.2",
             Profile::PowervmVf => "powervm-vf",
+            Profile::KvmHv => "kvm-hv",
         }
     }
 
@@ -109,7 +117,9 @@ impl Profile {
                 tce_budget: None,
                 window_base: WindowBase::Qemu,
                 reset_keeps_entries: false,
+                guest_ram_end: None,
             },
+            Profile::KvmHv => ModelConfig { guest_ram_end: Some(KVM_GUEST_RAM), ..Profile::Qemu72.config() },
             Profile::PowervmVf => ModelConfig {
                 buid: MODEL_BUID,
                 page_size_mask: 0x3,
@@ -119,6 +129,7 @@ impl Profile {
                 tce_budget: Some(1 << 16),
                 window_base: WindowBase::Fixed(DMA64_WINDOW_BASE),
                 reset_keeps_entries: true,
+                guest_ram_end: None,
             },
         }
     }
@@ -152,6 +163,10 @@ pub struct ModelConfig {
     pub window_base: WindowBase,
     /// Whether reset restores the default window with the entries slot 0's table last held.
     pub reset_keeps_entries: bool,
+    /// KVM-HV's in-kernel TCE handling (§2.4, `iommu_tce_check_gpa`): TCE addresses must lie
+    /// in guest memory, i.e. below this address; `None`: not checked (QEMU stores TCEs
+    /// verbatim).
+    pub guest_ram_end: Option<u64>,
 }
 
 impl Default for ModelConfig {
@@ -264,21 +279,24 @@ pub struct ModelWindow {
     pub tce_count: u64,
     /// Non-zero entries by index.
     pub tces: BTreeMap<u64, u64>,
+    /// KVM's rule: a TCE must point below this guest-physical address.
+    pub guest_ram_end: Option<u64>,
 }
 
 impl ModelWindow {
-    fn new(n: u32, bus_base: u64, page_shift: u32, tce_count: u64) -> Self {
+    fn new(n: u32, bus_base: u64, page_shift: u32, tce_count: u64, config: &ModelConfig) -> Self {
         Self {
             liobn: model_liobn(n),
             bus_base: BusAddr(bus_base),
             page_shift,
             tce_count,
             tces: BTreeMap::new(),
+            guest_ram_end: config.guest_ram_end,
         }
     }
 
-    fn default_window(size: u64) -> Self {
-        Self::new(0, 0, 12, size >> 12)
+    fn default_window(config: &ModelConfig) -> Self {
+        Self::new(0, 0, 12, config.default_window_size >> 12, config)
     }
 
     /// One past the last bus address.
@@ -311,7 +329,7 @@ impl HypervisorModel {
     pub fn new(config: ModelConfig) -> Self {
         Self {
             config,
-            windows: [Some(ModelWindow::default_window(config.default_window_size)), None],
+            windows: [Some(ModelWindow::default_window(&config)), None],
             calls: Vec::new(),
             counts: [0; CallKind::ALL.len()],
             faults: Vec::new(),

@@ -63,7 +63,7 @@ impl HypervisorModel {
             WindowBase::Fixed(base) => base,
         };
         let slot = self.windows.iter().position(Option::is_none).ok_or(RTAS_HARDWARE_ERROR)?;
-        let window = ModelWindow::new(slot as u32, bus_base, page_shift, tce_count);
+        let window = ModelWindow::new(slot as u32, bus_base, page_shift, tce_count, &self.config);
         let liobn = window.liobn;
         self.windows[slot] = Some(window);
         Ok(CreateResponse { liobn, bus_base: BusAddr(bus_base) })
@@ -118,7 +118,7 @@ impl DdwRtas for HypervisorModel {
     fn reset(&mut self, pe: PeAddress) -> Result<(), RtasError> {
         self.rtas_call(DdwCall::Reset { pe }, |model| {
             model.check_pe(pe)?;
-            let mut default = ModelWindow::default_window(model.config.default_window_size);
+            let mut default = ModelWindow::default_window(&model.config);
             if model.config.reset_keeps_entries {
                 // Whatever slot 0 held last: the live window's entries, else the removed one's.
                 let mut kept = match model.windows[0].take() {

@@ -24,6 +24,11 @@ fn check_tce(window: &ModelWindow, tce: Tce) -> Result<(), i64> {
     if tce.raw() & !3 & page_mask != 0 {
         return Err(H_PARAMETER);
     }
+    // KVM: a live TCE must point into guest memory.
+    let address = tce.raw() & !page_mask;
+    if tce.raw() & 3 != 0 && window.guest_ram_end.is_some_and(|end| address >= end) {
+        return Err(H_PARAMETER);
+    }
     Ok(())
 }
 

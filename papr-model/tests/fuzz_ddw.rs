@@ -1,7 +1,7 @@
 //! Fuzzing of the DDW decision logic driven by the model: random hypervisors (page-size
 //! masks, window counts, TCE budgets, window placement, stuff limits, default windows), random
 //! RAM layouts and hot-plug ends, random `ibm,ddw-extensions`, the single-window and
-//! warm-restart paths, and up to three faults at random calls with random statuses. Nothing may
+//! warm-restart paths, KVM-HV's guest-memory rule for TCEs, and up to three faults at random calls with random statuses. Nothing may
 //! panic, and every outcome must satisfy [`check`] (strict when no fault was injected).
 //! `FUZZ_CASES` sets the executions (default 2000; `./run.sh fuzz` runs a million).
 
@@ -52,11 +52,12 @@ fn config() -> impl Strategy<Value = ModelConfig> {
                 tce_budget,
                 window_base,
                 reset_keeps_entries: keep,
+                guest_ram_end: None,
             }
         })
 }
 
-/// One to four RAM ranges of 1–4 MiB (16 MiB in all at most (so a direct map is at most 4096 TCEs), at
+/// One to four RAM ranges of 1–4 MiB (16 MiB in all at most, so a direct map is at most 4096 TCEs), at
 /// page-aligned or odd places below 2^30; the device buffers lie in the first.
 fn ram() -> impl Strategy<Value = Vec<PhysRange>> {
     vec((0u64..1 << 28, MIB..4 * MIB, any::<bool>()), 1..=4).prop_map(|parts| {
@@ -100,9 +101,13 @@ fn case() -> impl Strategy<Value = Case> {
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
         prop_oneof![Just(None), Just(Some(WarmPolicy::Reuse)), Just(Some(WarmPolicy::Remove))],
         vec((1usize..80, statuses), 0..=3),
+        any::<bool>(),
     )
-        .prop_map(|(config, ram, hotplug, extensions, flags, warm_restart, faults)| {
-            let ram_end = ram.iter().map(PhysRange::end).max().unwrap_or(0).max(hotplug);
+        .prop_map(|(mut config, ram, hotplug, extensions, flags, warm_restart, faults, kvm)| {
+            let ram_top = ram.iter().map(PhysRange::end).max().unwrap_or(0);
+            // KVM-HV's rule: TCEs must point into guest memory.
+            config.guest_ram_end = kvm.then_some(ram_top);
+            let ram_end = ram_top.max(hotplug);
             let (single, narrow, early, no_multi) = flags;
             let scenario = Scenario {
                 config,

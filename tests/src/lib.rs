@@ -10,5 +10,6 @@ pub mod build;
 pub mod disk;
 pub mod image;
 pub mod kv;
+pub mod kvm;
 pub mod qemu;
 pub mod trace;

@@ -317,40 +317,10 @@ impl Scenario {
         }
         let qemu = Self::qemu_binary();
         let args = self.qemu_args(kernel);
-        let command_line = std::iter::once(qemu.display().to_string())
-            .chain(args.iter().map(|a| shell_quote(a)))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let _ = fs::write(dir.join("command.txt"), format!("{command_line}\n"));
+        let command_line = record_command(&qemu, &args, &dir);
         let console_path = dir.join("console.log");
         let trace_path = dir.join("trace.log");
-        let console_file = File::create(&console_path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", console_path.display()));
-        let stderr_file = console_file
-            .try_clone()
-            .unwrap_or_else(|e| panic!("cannot duplicate the console file handle: {e}"));
-
-        let start = Instant::now();
-        let mut child = Command::new(&qemu)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(console_file)
-            .stderr(stderr_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", qemu.display()));
-        let (status, timed_out) = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break (Some(status), false),
-                Ok(None) => {}
-                Err(e) => panic!("waiting for QEMU (scenario {}) failed: {e}", self.name),
-            }
-            if start.elapsed() >= self.timeout {
-                let _ = child.kill();
-                break (child.wait().ok(), true);
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        let wall = start.elapsed();
+        let (status, timed_out, wall) = run_logged(&qemu, &args, &console_path, self.timeout);
 
         let console = read_lossy(&console_path);
         let trace = read_lossy(&trace_path);
@@ -551,11 +521,57 @@ fn path_arg(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn read_lossy(path: &Path) -> String {
+/// Runs `program` with `args`, stdout and stderr both into `log` (in order), killing it after
+/// `timeout`; returns its exit status, whether it was killed, and the wall time. Panics only
+/// when it cannot be started or waited for.
+pub fn run_logged(
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    timeout: Duration,
+) -> (Option<ExitStatus>, bool, Duration) {
+    let out = File::create(log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+    let err = out.try_clone().unwrap_or_else(|e| panic!("cannot duplicate the log file handle: {e}"));
+    let start = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    let (status, timed_out) = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break (Some(status), false),
+            Ok(None) => {}
+            Err(e) => panic!("waiting for {} failed: {e}", program.display()),
+        }
+        if start.elapsed() >= timeout {
+            let _ = child.kill();
+            break (child.wait().ok(), true);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    (status, timed_out, start.elapsed())
+}
+
+/// The shell-quoted command line, also saved as `dir/command.txt` for reproducing by hand.
+pub fn record_command(program: &Path, args: &[String], dir: &Path) -> String {
+    let line = std::iter::once(program.display().to_string())
+        .chain(args.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let _ = fs::write(dir.join("command.txt"), format!("{line}\n"));
+    line
+}
+
+/// A file's contents, lossily decoded (empty if unreadable).
+pub fn read_lossy(path: &Path) -> String {
     fs::read(path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
 }
 
-fn shell_quote(arg: &str) -> String {
+/// `arg` quoted for a POSIX shell (as is when it needs no quoting).
+pub fn shell_quote(arg: &str) -> String {
     let plain = arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:@+".contains(c));
     if plain && !arg.is_empty() {
         arg.to_string()
