@@ -56,6 +56,16 @@ pub fn sync_icache(start: usize, len: usize) {
     unsafe { asm!("sync", "isync", options(nostack)) };
 }
 
+/// A volatile doubleword load from `addr` (as translated by the MMU when it is on).
+///
+/// # Safety
+/// `addr` must be readable, or an interrupt handler that does not return must be installed
+/// (the `test=unmapped` self-test of the translated exception path).
+pub unsafe fn load(addr: u64) -> u64 {
+    // SAFETY: the caller's contract.
+    unsafe { (addr as *const u64).read_volatile() }
+}
+
 /// Loads from `addr` with data translation switched on while no translation exists (no SLB
 /// entries, no page tables): the load raises a data storage or data segment interrupt with
 /// DAR = `addr`. Exists only for the `test=dsi` self-test of the exception path.

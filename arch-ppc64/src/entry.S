@@ -117,9 +117,9 @@ ppc_firmware_call:
     std   %r31, 184(%r1)
     mfmsr %r11
     std   %r11, 192(%r1)
-    /* Firmware MSR: ours with LE and EE cleared. */
+    /* Firmware MSR: ours with LE, EE, IR and DR cleared (OF and RTAS run in real mode). */
     li    %r12, 1
-    ori   %r12, %r12, 0x8000
+    ori   %r12, %r12, 0x8031
     andc  %r11, %r11, %r12
     mtsrr0 %r5
     mtsrr1 %r11

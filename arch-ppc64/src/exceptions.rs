@@ -60,10 +60,14 @@ extern "C" {
     static ppc_vectors_template_end: u8;
 }
 
-/// Switches interrupts to little-endian and installs the vectors at physical 0.
+/// Where interrupts land (physically) once AIL = 3 relocates them to 0xc000_0000_0000_4000.
+pub const RELOCATED_VECTORS: u64 = 0x4000;
+
+/// Switches interrupts to little-endian and installs the vectors at physical 0 and at
+/// [`RELOCATED_VECTORS`].
 ///
 /// # Safety
-/// Physical memory `[0, 0x1000)` must not hold anything still needed (firmware that is no
+/// Physical memory `[0, 0x5000)` must not hold anything still needed (firmware that is no
 /// longer called), and the caller must not rely on firmware's own interrupt handlers anymore.
 pub unsafe fn install(handler: FatalHandler) -> Result<(), HcallStatus> {
     FATAL_HANDLER.store(handler as usize, Ordering::SeqCst);
@@ -80,6 +84,18 @@ pub unsafe fn install(handler: FatalHandler) -> Result<(), HcallStatus> {
         core::ptr::copy_nonoverlapping((start + 0x100) as *const u8, 0x100 as *mut u8, len - 0x100);
     }
     crate::cpu::sync_icache(0x100, len - 0x100);
+    // With translation on and AIL = 3 the same vectors are taken at 0xc000_0000_0000_4000 +
+    // offset, which the identity tree maps to physical 0x4000 + offset.
+    // SAFETY: as above for [0x4100, 0x5000), which the caller's guarantee also covers
+    // (`RELOCATED_VECTORS` is below the kernel image and reserved with it).
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            (start + 0x100) as *const u8,
+            (RELOCATED_VECTORS + 0x100) as *mut u8,
+            len - 0x100,
+        );
+    }
+    crate::cpu::sync_icache(RELOCATED_VECTORS as usize + 0x100, len - 0x100);
     Ok(())
 }
 

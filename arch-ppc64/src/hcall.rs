@@ -67,6 +67,8 @@ pub mod opcode {
     pub const H_PUT_TCE_INDIRECT: u64 = 0x13C;
     /// Set a processor mode (interrupt endianness, …).
     pub const H_SET_MODE: u64 = 0x31C;
+    /// H_REGISTER_PROC_TBL (PAPR; QEMU `h_register_process_table`).
+    pub const H_REGISTER_PROC_TBL: u64 = 0x37C;
     /// QEMU/KVM private: run an RTAS call (r4 = argument buffer).
     pub const KVMPPC_H_RTAS: u64 = 0xF000;
 }
@@ -103,6 +105,28 @@ pub fn hcall(opcode: u64, args: [u64; 9]) -> HcallReturn {
         );
     }
     HcallReturn { status: HcallStatus(status), outputs: regs }
+}
+
+/// `H_SET_MODE` resource 3 (address translation mode) with mode 3: interrupts taken with
+/// translation on are delivered with it on, at 0xc000_0000_0000_4000 + vector (AIL = 3).
+pub fn set_interrupts_relocated() -> Result<(), HcallStatus> {
+    let mut args = [0u64; 9];
+    args[0] = 3; // mflags: AIL 3
+    args[1] = 3; // resource: H_SET_MODE_RESOURCE_ADDR_TRANS_MODE
+    hcall(opcode::H_SET_MODE, args).status.to_result()
+}
+
+/// `H_REGISTER_PROC_TBL` registering a radix process table at `table` of
+/// 2^(12 + `size_shift`) bytes, with guest TLB shootdown: flags MODIFY (0x10) | REGISTER
+/// (0x08) | RADIX (0x04) | GTSE (0x01); QEMU checks a 4 KiB-aligned table below 2^60, page
+/// size 0, `size_shift` ≤ 24, and sets LPCR[UPRT|HR|GTSE].
+pub fn register_radix_process_table(table: u64, size_shift: u64) -> Result<(), HcallStatus> {
+    let mut args = [0u64; 9];
+    args[0] = 0x10 | 0x08 | 0x04 | 0x01;
+    args[1] = table;
+    args[2] = 0;
+    args[3] = size_shift;
+    hcall(opcode::H_REGISTER_PROC_TBL, args).status.to_result()
 }
 
 /// `H_SET_MODE` resource 4 (mflags 1): deliver interrupts in little-endian (LPCR[ILE]).

@@ -13,6 +13,7 @@ pub mod cpu;
 pub mod exceptions;
 pub mod firmware;
 pub mod hcall;
+pub mod mmu;
 pub mod of;
 pub mod rtas;
 pub mod tce;

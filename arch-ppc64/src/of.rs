@@ -132,6 +132,20 @@ impl OpenFirmware {
         }
     }
 
+    /// `ibm,client-architecture-support` (a method of the root node, as Linux's prom_init
+    /// calls it): hands OF the CAS buffer at `buffer` (below 4 GiB). Returns the method's
+    /// own result word (0 = accepted).
+    pub fn client_architecture_support(&self, buffer: u32) -> Result<u32, OfError> {
+        let root = self.open(b"/")?;
+        let method = CName::new(b"ibm,client-architecture-support")?;
+        let mut rets = [0u32; 2];
+        self.call(b"call-method", &[method.addr(), root, buffer], &mut rets)?;
+        match rets[0] {
+            0 => Ok(rets[1]),
+            _ => Err(OfError::ReturnedError),
+        }
+    }
+
     /// Reads a property of up to 4 bytes as a big-endian u32.
     pub fn property_u32(&self, node: Phandle, name: &[u8]) -> Option<u32> {
         let mut buf = [0u8; 4];

@@ -1,13 +1,14 @@
 //! The kernel command line (`/chosen/bootargs`): space-separated `key=value` words.
 //!
 //! Known keys: `test=panic` (panic on purpose), `test=dsi` (touch an invalid address),
-//! `test=program` (execute an illegal instruction), `ddw=off` (create no Dynamic DMA Window:
+//! `test=program` (execute an illegal instruction), `test=unmapped` (with translation on, load
+//! from an address nothing maps), `ddw=off` (create no Dynamic DMA Window:
 //! every device uses its PE's default window), `ddw=single` (treat every PE as a single-window
 //! PE: replace the default window), `ddw=single-fail` (the same, with the create after the
 //! removal failing on purpose, to exercise the reset), `warm-restart=reuse` /
 //! `warm-restart=remove` (run the whole DMA set-up a second time, as a kexec'd kernel would
-//! find things, reusing or removing the window the first run left). Unknown words are
-//! reported, not fatal.
+//! find things, reusing or removing the window the first run left), `mmu=off` (stay in real
+//! mode). Unknown words are reported, not fatal.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -23,6 +24,9 @@ pub enum TestMode {
     DataStorage,
     /// Execute an illegal instruction (expects a program interrupt report).
     Program,
+    /// With translation on, load from an address no translation maps (expects a data
+    /// storage interrupt report).
+    Unmapped,
 }
 
 /// Parsed arguments.
@@ -36,6 +40,8 @@ pub struct Args {
     pub ddw_single: bool,
     /// `ddw=single-fail`: fail the create after the default window's removal.
     pub ddw_fail_after_remove: bool,
+    /// `mmu=off`: stay in real mode (no translation).
+    pub mmu_off: bool,
     /// `warm-restart=`: run the DMA set-up twice, treating the first run's windows so.
     pub warm_restart: Option<WarmPolicy>,
     /// Words that were not understood.
@@ -51,10 +57,13 @@ impl Args {
                 "test=panic" => args.test = Some(TestMode::Panic),
                 "test=dsi" => args.test = Some(TestMode::DataStorage),
                 "test=program" => args.test = Some(TestMode::Program),
+                "test=unmapped" => args.test = Some(TestMode::Unmapped),
                 "ddw=off" => args.ddw_off = true,
                 "ddw=on" => args.ddw_off = false,
                 "ddw=single" => args.ddw_single = true,
                 "ddw=single-fail" => (args.ddw_single, args.ddw_fail_after_remove) = (true, true),
+                "mmu=off" => args.mmu_off = true,
+                "mmu=on" => args.mmu_off = false,
                 "warm-restart=reuse" => args.warm_restart = Some(WarmPolicy::Reuse),
                 "warm-restart=remove" => args.warm_restart = Some(WarmPolicy::Remove),
                 other => args.unknown.push(String::from(other)),
@@ -75,6 +84,7 @@ mod tests {
         assert_eq!(args.unknown, ["foo", "bar=1"]);
         assert_eq!(Args::parse("test=dsi").test, Some(TestMode::DataStorage));
         assert_eq!(Args::parse("test=program").test, Some(TestMode::Program));
+        assert_eq!(Args::parse("test=unmapped").test, Some(TestMode::Unmapped));
         assert_eq!(Args::parse("").test, None);
         assert!(!Args::parse("").ddw_off);
         assert!(Args::parse("ddw=off").ddw_off);
@@ -86,6 +96,7 @@ mod tests {
         assert_eq!(Args::parse("warm-restart=reuse").warm_restart, Some(WarmPolicy::Reuse));
         assert_eq!(Args::parse("warm-restart=remove").warm_restart, Some(WarmPolicy::Remove));
         assert_eq!(Args::parse("").warm_restart, None);
+        assert!(Args::parse("mmu=off").mmu_off && !Args::parse("mmu=off mmu=on").mmu_off);
         assert_eq!(Args::parse("warm-restart=maybe").unknown, ["warm-restart=maybe"]);
     }
 }

@@ -14,6 +14,7 @@ pub mod devtree;
 pub mod dma;
 pub mod edu;
 pub mod iommu;
+pub mod mmu;
 pub mod pci;
 pub mod placement;
 pub mod selftest;

@@ -21,6 +21,19 @@ pub struct OfBoot {
     pub rtas: RtasMethod,
     /// RTAS region `(base, size)`.
     pub rtas_region: (u64, u64),
+    /// What `ibm,client-architecture-support` asked for and how it went.
+    pub cas: Cas,
+}
+
+/// The CAS step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cas {
+    /// Radix (with GTSE) was asked for and accepted.
+    Radix,
+    /// The CPU has no radix MMU; hash was asked for and accepted.
+    Hash,
+    /// The call failed; the MMU stays as firmware left it.
+    Failed,
 }
 
 /// A failure during the OF boot, named by the step.
@@ -65,6 +78,8 @@ pub fn claim_heap(of: &OpenFirmware) -> Result<(), OfBootError> {
 
 /// Instantiates RTAS and flattens the tree. After this the kernel no longer calls OF.
 pub fn boot(of: &mut OpenFirmware) -> Result<OfBoot, OfBootError> {
+    // Before the tree is read: QEMU updates it (`/chosen/ibm,architecture-vec-5`) after CAS.
+    let cas = client_architecture_support(of);
     let rtas_node = of.find_device(b"/rtas").map_err(|_| OfBootError::NoRtasNode)?;
     let rtas_size = of.property_u32(rtas_node, b"rtas-size").ok_or(OfBootError::NoRtasNode)?;
     let rtas_size = (rtas_size + 0xfff) & !0xfff;
@@ -81,5 +96,20 @@ pub fn boot(of: &mut OpenFirmware) -> Result<OfBoot, OfBootError> {
         stats,
         rtas: RtasMethod::Instantiated { base: u64::from(rtas_base), entry: u64::from(entry) },
         rtas_region: (u64::from(rtas_base), u64::from(rtas_size)),
+        cas,
     })
+}
+
+/// Asks for the radix MMU with guest TLB shootdown where the CPU has it (POWER9 and later),
+/// else for hash (`drivers::mmu::cas`).
+fn client_architecture_support(of: &OpenFirmware) -> Cas {
+    let radix = drivers::mmu::cas::pvr_has_radix(arch_ppc64::cpu::pvr());
+    let buffer = drivers::mmu::cas::cas_buffer(radix);
+    // The heap OF gave us lies below 4 GiB (claim returns 32-bit addresses).
+    let Ok(addr) = u32::try_from(buffer.as_ptr() as usize) else { return Cas::Failed };
+    match (of.client_architecture_support(addr), radix) {
+        (Ok(0), true) => Cas::Radix,
+        (Ok(0), false) => Cas::Hash,
+        _ => Cas::Failed,
+    }
 }

@@ -22,6 +22,7 @@ mod heap;
 mod hv;
 mod image;
 mod logger;
+mod mmu_setup;
 mod pci_config;
 mod pci_scan;
 mod pe_setup;
@@ -101,6 +102,8 @@ fn kernel_main(handoff: BootHandoff) -> ! {
     }
     let args = Args::parse(platform.bootargs.as_deref().unwrap_or(""));
     report_boot(&booted, &handoff, &args, &platform, &fdt);
+    // From here on no MMIO is touched in real mode.
+    mmu_setup::enable(&platform, args.mmu_off);
     let functions = pci_scan::scan_all(&platform, rtas);
     pe_setup::setup_all(&platform, rtas, &fdt, &functions, &args);
     let hz = platform.cpus.timebase_hz.unwrap_or(512_000_000).max(1);
@@ -136,6 +139,15 @@ fn boot_open_firmware(entry: u64) -> Booted {
     kv!("boot.of_nodes", "{}", result.stats.nodes);
     kv!("boot.of_properties", "{}", result.stats.properties);
     kv!("boot.rtas_base", "{:#x}", result.rtas_region.0);
+    kv!(
+        "boot.cas",
+        "{}",
+        match result.cas {
+            boot_of::Cas::Radix => "radix",
+            boot_of::Cas::Hash => "hash",
+            boot_of::Cas::Failed => "failed",
+        }
+    );
     Booted { firmware, fdt, rtas: result.rtas, firmware_memory: alloc::vec![result.rtas_region] }
 }
 
@@ -219,6 +231,19 @@ fn run_test_mode(mode: Option<TestMode>) {
                 "test=dsi: the load of {bad:#x} returned {value:#x} without an interrupt"
             ));
         }
+        Some(TestMode::Unmapped) => {
+            // 16 TiB: past RAM and below the PHB windows' region, mapped by nothing.
+            let addr = 0x1000_0000_0000u64;
+            println!(
+                "test=unmapped: loading from {addr:#x}, which no translation maps (MSR {:#x})",
+                cpu::msr()
+            );
+            // SAFETY: the vectors are installed and fatal_exception never returns.
+            let value = unsafe { cpu::load(addr) };
+            exit::fail(format_args!(
+                "test=unmapped: the load of {addr:#x} returned {value:#x} without an interrupt"
+            ));
+        }
         Some(TestMode::Program) => {
             println!("test=program: executing an illegal instruction");
             // SAFETY: deliberately traps; the program-interrupt handler never returns.
@@ -236,6 +261,8 @@ fn fatal_exception(frame: &ExceptionFrame) -> ! {
     kv!("exception.dar", "{:#x}", frame.dar);
     kv!("exception.dsisr", "{:#x}", frame.dsisr);
     kv!("exception.r1", "{:#x}", frame.r1);
+    // IR|DR set here means the interrupt was delivered with translation on (AIL = 3).
+    kv!("exception.handler_msr", "{:#x}", cpu::msr());
     exit::fail(format_args!(
         "{} interrupt at {:#x} (SRR1 {:#x}, DAR {:#x}, DSISR {:#x})",
         frame.name(),

@@ -1,0 +1,44 @@
+//! Turning translation on once the kernel has built its tables (Power ISA 3.0 Book III).
+//!
+//! The tables themselves are built by `drivers::mmu`; this module only touches the CPU:
+//! PIDR (SPR 48) = 0 so quadrant-0 addresses use process-table entry 0, `ptesync` so the
+//! table stores are visible to the walker, then MSR[IR|DR] on. Firmware calls drop to real
+//! mode on their own (`ppc_firmware_call` clears IR/DR), and interrupts taken with
+//! translation on stay translated once AIL = 3 is set (`hcall::set_interrupts_relocated`).
+
+use core::arch::asm;
+
+use crate::cpu::{MSR_DR, MSR_IR};
+
+/// Switches instruction and data translation on for the running code.
+///
+/// # Safety
+/// A radix tree mapping the kernel image, its stacks, heap and every address the kernel will
+/// touch must be registered (`hcall::register_radix_process_table`) and identity-mapped, so
+/// execution continues at the same addresses.
+pub unsafe fn enable_translation() {
+    let bits = MSR_IR | MSR_DR;
+    // SAFETY: the caller guarantees an identity map of everything the kernel uses; ptesync
+    // orders the table stores before the first walk, isync makes the new MSR take effect
+    // before the next instruction.
+    unsafe {
+        asm!(
+            "ptesync",
+            "li {tmp}, 0",
+            "mtspr 48, {tmp}",
+            "isync",
+            "mfmsr {tmp}",
+            "or {tmp}, {tmp}, {bits}",
+            "mtmsrd {tmp}",
+            "isync",
+            tmp = out(reg) _,
+            bits = in(reg) bits,
+            options(nostack)
+        );
+    }
+}
+
+/// Whether data translation is on.
+pub fn translation_on() -> bool {
+    crate::cpu::msr() & MSR_DR != 0
+}
