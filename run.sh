@@ -3,7 +3,8 @@
 #
 #   ./run.sh [options] [-- extra QEMU args]   set up, build, boot the default scenario, print the report
 #   ./run.sh build                            set up, build; print the kernel ELF and -bios image paths
-#   ./run.sh test                             set up, build, run every test (host unit tests + QEMU boots)
+#   ./run.sh test                             set up, build, run every test (host unit tests + QEMU boots);
+#                                             PSERIES_TEST_CPU=POWER8|POWER10 runs the QEMU matrix on that CPU
 #   ./run.sh bench [boot|ddw] [--runs N] [--quick]
 #                                             set up, build, print boot-time and DDW figures (not tests)
 #   ./run.sh fuzz [N]                         fuzz the device-tree parsers and the DDW logic against
@@ -28,7 +29,8 @@ TARGET=powerpc64le-unknown-linux-gnu
 OUT="$ROOT/out"
 KERNEL_ELF="$ROOT/target/$TARGET/release/kernel"
 KERNEL_BIN="$ROOT/target/$TARGET/release/kernel.bin"
-MACHINE_CAPS="cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off"
+# cap-hpt-max-page-size=16M: 16 MiB hash pages for the kernel's identity map on POWER8 (hash MMU).
+MACHINE_CAPS="cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off,cap-hpt-max-page-size=16M"
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
 die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -216,6 +218,6 @@ case "$cmd" in
         cargo test --release -p drivers --test fuzz_devtree -- --nocapture 2>&1 | grep -E 'executions|test result|panicked|Fail'
         cargo test --release -p papr-model --test fuzz_ddw -- --nocapture 2>&1 | grep -E 'executions|test result|panicked|Fail'
         ;;
-    help|-h|--help) sed -n '2,27p' "$0" ;;
+    help|-h|--help) sed -n '2,28p' "$0" ;;
     *) die "unknown command '$cmd' (build, test, bench, fuzz, or boot options; see ./run.sh help)" ;;
 esac

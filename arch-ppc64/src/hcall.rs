@@ -67,6 +67,8 @@ pub mod opcode {
     pub const H_PUT_TCE_INDIRECT: u64 = 0x13C;
     /// Set a processor mode (interrupt endianness, …).
     pub const H_SET_MODE: u64 = 0x31C;
+    /// H_ENTER (PAPR hcall-pft).
+    pub const H_ENTER: u64 = 0x08;
     /// H_REGISTER_PROC_TBL (PAPR; QEMU `h_register_process_table`).
     pub const H_REGISTER_PROC_TBL: u64 = 0x37C;
     /// QEMU/KVM private: run an RTAS call (r4 = argument buffer).
@@ -127,6 +129,19 @@ pub fn register_radix_process_table(table: u64, size_shift: u64) -> Result<(), H
     args[2] = 0;
     args[3] = size_shift;
     hcall(opcode::H_REGISTER_PROC_TBL, args).status.to_result()
+}
+
+/// `H_ENTER` without H_EXACT: puts the entry (`v`, `r`) in a free slot of PTE group
+/// `group` of the hashed page table; returns the slot's index. `H_PTEG_FULL` (−6) when the
+/// group has none.
+pub fn enter_hpte(group: u64, v: u64, r: u64) -> Result<u64, HcallStatus> {
+    let mut args = [0u64; 9];
+    args[0] = 0; // flags
+    args[1] = group * 8;
+    args[2] = v;
+    args[3] = r;
+    let ret = hcall(opcode::H_ENTER, args);
+    ret.status.to_result().map(|()| ret.outputs[0])
 }
 
 /// `H_SET_MODE` resource 4 (mflags 1): deliver interrupts in little-endian (LPCR[ILE]).

@@ -10,6 +10,45 @@ use core::arch::asm;
 
 use crate::cpu::{MSR_DR, MSR_IR};
 
+/// Loads the SLB with `entries` (RS, RB pairs for `slbmte`) after invalidating it.
+///
+/// # Safety
+/// Translation must be off, or the new entries must keep mapping the running code.
+pub unsafe fn load_slb(entries: &[(u64, u64)]) {
+    // SAFETY: slbia/slbmte only change the segment lookaside buffer (the caller's contract
+    // covers what it translates); isync makes the entries visible to later accesses.
+    unsafe { asm!("slbia", "isync", options(nostack)) };
+    for &(rs, rb) in entries {
+        // SAFETY: as above.
+        unsafe { asm!("slbmte {rs}, {rb}", rs = in(reg) rs, rb = in(reg) rb, options(nostack)) };
+    }
+    // SAFETY: context synchronisation only.
+    unsafe { asm!("isync", options(nostack)) };
+}
+
+/// Switches instruction and data translation on for the running hash-MMU code (no PIDR on
+/// POWER8).
+///
+/// # Safety
+/// The SLB and bolted hashed page-table entries must identity-map everything the kernel
+/// touches.
+pub unsafe fn enable_hash_translation() {
+    let bits = MSR_IR | MSR_DR;
+    // SAFETY: the caller's identity map keeps the next instruction where it is.
+    unsafe {
+        asm!(
+            "ptesync",
+            "mfmsr {tmp}",
+            "or {tmp}, {tmp}, {bits}",
+            "mtmsrd {tmp}",
+            "isync",
+            tmp = out(reg) _,
+            bits = in(reg) bits,
+            options(nostack)
+        );
+    }
+}
+
 /// Switches instruction and data translation on for the running code.
 ///
 /// # Safety

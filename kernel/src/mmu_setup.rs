@@ -8,8 +8,10 @@
 //!
 //! Radix is used on CPUs that have it (POWER9 and later). QEMU 7.2 assumes a radix guest on
 //! them until told otherwise, so this works after CAS (SLOF, VOF) and without it
-//! (FDT-direct). POWER8 has only the hash MMU, which this kernel does not drive yet: it stays
-//! in real mode there and says so.
+//! (FDT-direct). POWER8 has only the hash MMU: the same identity map is made of bolted
+//! 16 MiB entries (`H_ENTER`) in the hypervisor's hashed page table (size from
+//! `ibm,pft-size`) and 1 TiB SLB entries (`drivers::mmu::hash`), one more SLB entry aliasing
+//! segment 0 at 0xc000… for the relocated interrupt vectors.
 
 use alloc::alloc::{alloc_zeroed, Layout};
 use alloc::format;
@@ -17,7 +19,7 @@ use alloc::string::String;
 use arch_ppc64::{cpu, hcall, mmu, println};
 use drivers::devtree::platform::Platform;
 use drivers::mmu::cas::pvr_has_radix;
-use drivers::mmu::{Attr, MmuError, Radix, TableMemory};
+use drivers::mmu::{hash, Attr, MmuError, Radix, TableMemory};
 
 use crate::kv;
 
@@ -55,6 +57,8 @@ impl TableMemory for HeapTables {
 pub enum Mode {
     /// Radix tree, translation on.
     Radix,
+    /// Hashed page table, translation on.
+    Hash,
     /// Real mode (no translation).
     Real,
 }
@@ -63,20 +67,17 @@ pub enum Mode {
 /// why. `off` (`mmu=off`) skips it.
 pub fn enable(platform: &Platform, off: bool) -> Mode {
     println!("== mmu");
-    let why_not = if off {
-        Some(String::from("mmu=off on the kernel command line"))
-    } else if !pvr_has_radix(cpu::pvr()) {
-        Some(format!("CPU PVR {:#010x} has no radix MMU and the hash MMU is not implemented", cpu::pvr()))
-    } else {
-        None
-    };
-    if let Some(why) = why_not {
+    if off {
         kv!("mmu.mode", "real");
-        kv!("mmu.why", "{why}");
+        kv!("mmu.why", "mmu=off on the kernel command line");
         return Mode::Real;
     }
-    match build_and_enable(platform) {
-        Ok(()) => Mode::Radix,
+    let (mode, result) = match pvr_has_radix(cpu::pvr()) {
+        true => (Mode::Radix, build_and_enable(platform)),
+        false => (Mode::Hash, hash_enable(platform)),
+    };
+    match result {
+        Ok(()) => mode,
         Err(why) => {
             kv!("mmu.mode", "real");
             kv!("mmu.error", "{why}");
@@ -86,21 +87,94 @@ pub fn enable(platform: &Platform, off: bool) -> Mode {
     }
 }
 
+/// RAM from 0 and every PHB window: what both MMUs map.
+fn mapped_ranges(platform: &Platform) -> alloc::vec::Vec<(u64, u64, Attr)> {
+    let ram_end = platform.memory.iter().map(|r| r.end()).max().unwrap_or(0);
+    let mut ranges = alloc::vec![(0, ram_end, Attr::Memory)];
+    for phb in &platform.phbs {
+        ranges.extend(phb.ranges.iter().map(|r| (r.cpu_addr.get(), r.size, Attr::Io)));
+    }
+    ranges
+}
+
+fn hash_enable(platform: &Platform) -> Result<(), String> {
+    let shift = platform.cpus.pft_shift.ok_or("the CPU node has no ibm,pft-size (hashed page table size)")?;
+    if platform.cpus.hash_16m_pages == Some(false) {
+        return Err(String::from(
+            "the hypervisor offers no 16 MiB hash pages (ibm,segment-page-sizes; QEMU machine option \
+             cap-hpt-max-page-size=16M enables them)",
+        ));
+    }
+    let ranges = mapped_ranges(platform);
+    let (mut entries, mut secondary) = (0u64, 0u64);
+    for &(base, size, attr) in &ranges {
+        for page in hash::pages(base, size) {
+            let hpte = hash::hpte(page, attr, shift);
+            match hcall::enter_hpte(hpte.group, hpte.v, hpte.r) {
+                Ok(_) => {}
+                Err(status) if status.0 == H_PTEG_FULL => {
+                    hcall::enter_hpte(hpte.secondary_group, hpte.secondary(), hpte.r).map_err(|status| {
+                        format!("H_ENTER of {page:#x} failed in both PTE groups (status {status})")
+                    })?;
+                    secondary += 1;
+                }
+                Err(status) => return Err(format!("H_ENTER of {page:#x} failed with status {status}")),
+            }
+            entries += 1;
+        }
+    }
+    let spans: alloc::vec::Vec<(u64, u64)> = ranges.iter().map(|&(b, s, _)| (b, s)).collect();
+    let mut slb: alloc::vec::Vec<(u64, u64)> = hash::segments(&spans)
+        .iter()
+        .enumerate()
+        .map(|(i, &esid)| hash::slb_entry(esid << hash::SEGMENT_SHIFT, esid, i as u64))
+        .collect();
+    // Interrupts relocated by AIL 3 run at 0xc000…: the same translation as segment 0.
+    slb.push(hash::slb_entry(0xc000_0000_0000_0000, 0, slb.len() as u64));
+    if slb.len() > 32 {
+        return Err(format!("{} segments do not fit POWER8's 32 SLB entries", slb.len()));
+    }
+    hcall::set_interrupts_relocated()
+        .map_err(|status| format!("H_SET_MODE(address translation mode 3) failed with status {status}"))?;
+    // SAFETY: translation is off; the entries are installed before it goes on.
+    unsafe { mmu::load_slb(&slb) };
+    // SAFETY: the bolted entries above identity-map RAM (kernel, stacks, heap, vectors) and
+    // the PHB windows; the SLB covers their segments and the interrupt alias.
+    unsafe { mmu::enable_hash_translation() };
+    if !mmu::translation_on() {
+        return Err(String::from("MSR[DR] is still clear after mtmsrd"));
+    }
+    kv!("mmu.mode", "hash");
+    kv!("mmu.page_sizes", "16M");
+    kv!("mmu.hpt_shift", "{shift}");
+    kv!("mmu.hptes", "{entries}");
+    kv!("mmu.hptes_secondary", "{secondary}");
+    kv!("mmu.slb_entries", "{}", slb.len());
+    kv!("mmu.io_windows", "{}", ranges.len() - 1);
+    kv!("mmu.ail", "3");
+    kv!("mmu.msr", "{:#x}", cpu::msr());
+    println!(
+        "  hash: {entries} bolted 16M entries in a 2^{shift}-byte table, {} SLB entries, translation on",
+        slb.len()
+    );
+    Ok(())
+}
+
+/// H_ENTER's answer when the PTE group is full.
+const H_PTEG_FULL: i64 = -6;
+
 fn build_and_enable(platform: &Platform) -> Result<(), String> {
     let mut tree = Radix::new(HeapTables::default()).map_err(|e| format!("{e}"))?;
     let map = |tree: &mut Radix<HeapTables>, base: u64, size: u64, attr: Attr| -> Result<(), String> {
         tree.map(base, size, attr).map_err(|e: MmuError| format!("mapping {base:#x}+{size:#x}: {e}"))
     };
-    // Everything below the end of RAM: the vectors, the image, the heap, RTAS and the FDT.
-    let ram_end = platform.memory.iter().map(|r| r.end()).max().unwrap_or(0);
-    map(&mut tree, 0, ram_end, Attr::Memory)?;
-    let mut windows = 0;
-    for phb in &platform.phbs {
-        for range in &phb.ranges {
-            map(&mut tree, range.cpu_addr.get(), range.size, Attr::Io)?;
-            windows += 1;
-        }
+    // Everything below the end of RAM (the vectors, the image, the heap, RTAS and the FDT)
+    // and every PHB window.
+    let ranges = mapped_ranges(platform);
+    for &(base, size, attr) in &ranges {
+        map(&mut tree, base, size, attr)?;
     }
+    let windows = ranges.len() - 1;
     // Process table: 4 KiB (256 entries of 16 bytes), entry 0 for PID 0.
     let process_table = {
         let mut mem = HeapTables::default();

@@ -15,8 +15,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// `-M` for every boot: pseries with the speculation capabilities TCG cannot provide.
-pub const MACHINE: &str = "pseries,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off";
+/// `-M` for every boot: pseries with the speculation capabilities TCG cannot provide, and
+/// 16 MiB hash pages allowed (the kernel maps itself with them on POWER8).
+pub const MACHINE: &str =
+    "pseries,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off,cap-hpt-max-page-size=16M";
 
 /// Trace events enabled unless a scenario says otherwise.
 pub const DEFAULT_TRACE: &[&str] = &["pci_cfg_*", "pci_update_mappings_*", "spapr_iommu_*"];
@@ -280,6 +282,13 @@ impl Scenario {
             args.extend(["-drive".into(), format!("file={file},if=none,id={},format=raw", disk.id)]);
         }
         args.extend(self.args.iter().cloned());
+        // PSERIES_TEST_CPU runs the whole matrix on another CPU model (POWER8, POWER10, …),
+        // unless the scenario chose one itself.
+        if let Some(cpu) = std::env::var("PSERIES_TEST_CPU").ok().filter(|c| !c.is_empty()) {
+            if !self.args.iter().any(|a| a == "-cpu") {
+                args.extend(["-cpu".into(), cpu]);
+            }
+        }
         args
     }
 

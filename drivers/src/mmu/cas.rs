@@ -10,6 +10,8 @@
 //! - OV5 byte 24: bit 0 (0x80) "both MMUs" is invalid from a guest (QEMU exits); bit 1 (0x40)
 //!   radix (clear: hash).
 //! - OV5 byte 26 bit 1 (0x40): guest translation shootdown enable (GTSE).
+//! - OV5 byte 6 bit 7 (0x01): HPT resizing supported; without it a hash guest's CAS makes
+//!   QEMU reallocate the hashed page table for the maximum memory size.
 //! - OV5 byte 23: interrupt controller; 0 asks for legacy XICS, which QEMU 7.2's default
 //!   `ic-mode=dual` offers (the kernel polls and takes no external interrupts).
 //!
@@ -39,6 +41,10 @@ pub fn cas_buffer(radix: bool) -> Vec<u8> {
     if radix {
         ov5[24 - 1] = 0x40;
         ov5[26 - 1] = 0x40;
+    } else {
+        // HPT resizing understood: QEMU then keeps the hashed page table it booted with, the
+        // size `ibm,pft-size` already told the guest, instead of reallocating it for maxmem.
+        ov5[6 - 1] = 0x01;
     }
     buf.push((OV5_BYTES - 1) as u8);
     buf.extend_from_slice(&ov5);
@@ -92,9 +98,10 @@ mod tests {
     }
 
     #[test]
-    fn hash_request_leaves_ov5_clear() {
+    fn hash_request_asks_for_no_mmu_bits_and_keeps_the_hpt() {
         let buf = cas_buffer(false);
-        assert!(vector(&buf, 5).iter().all(|&b| b == 0));
+        let ov5 = vector(&buf, 5);
+        assert_eq!((ov5[23], ov5[25], ov5[5]), (0, 0, 0x01));
         assert_eq!(vector(&buf, 1), &[0, 0, 0]);
     }
 
