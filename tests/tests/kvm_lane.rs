@@ -55,7 +55,10 @@ fn the_dma_self_test_passes_under_kvm_hv() {
     l2.expect_ok()
         .expect_kv("selftest.status", "ok")
         .expect_kv("blk.0.dma", "direct")
-        .expect_kv("edu.0.status", "ok");
+        .expect_kv("edu.0.status", "ok")
+        // Translation on under KVM-HV (nested KVM runs radix guests only).
+        .expect_kv("mmu.mode", "radix")
+        .expect_kv("boot.cas", "radix");
     let trace = l2.parsed_trace();
     let creates = trace.ddw_creates().unwrap_or_else(|e| l2.fail(&e));
     if creates.len() != 1 || creates[0].page_size != 1 << 24 {

@@ -53,7 +53,7 @@ pub fn parse_pft_size(bytes: &[u8]) -> Result<u32, DtError> {
 /// of 2^`page` bytes in segments of base 2^`base`.
 pub fn offers_page(bytes: &[u8], base: u32, page: u32) -> Result<bool, DtError> {
     const PROP: &str = "ibm,segment-page-sizes";
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(DtError::BadLength { prop: PROP, len: bytes.len(), expected: "whole cells" });
     }
     let cells: alloc::vec::Vec<u32> =

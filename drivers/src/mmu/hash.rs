@@ -10,9 +10,9 @@
 //! - Hash for a 1 TiB segment: `vsid ^ (vsid << 25) ^ (offset in segment >> page shift)`,
 //!   masked to 39 bits; the primary group is `hash & (groups − 1)`, the secondary
 //!   `!hash & (groups − 1)` with the H bit (`0x2`) set in the entry.
-//! - HPTE doubleword 0 (v): B = 0b01 for 1 TiB (`1 << 62`) | AVPN (the virtual page number
-//!   >> 23, low bit cleared for 16 MiB pages, at bit 7) | bolted (`0x10`, software) | L
-//!   (`0x4`, large page) | V (`0x1`).
+//! - HPTE doubleword 0 (v): B = 0b01 for 1 TiB (`1 << 62`) | AVPN (`vpn >> 23`, the
+//!   virtual page number's high bits, low bit cleared for 16 MiB pages, at bit 7) | bolted
+//!   (`0x10`, software) | L (`0x4`, large page) | V (`0x1`).
 //! - Doubleword 1 (r): real page number (16 MiB aligned; LP encoding 0 for a 16 MiB page in a
 //!   16 MiB-base segment) | R (`0x100`) | C (`0x80`) | WIMG (`0x78`) | N (`0x4`, no
 //!   execute) | PP (`0x3`; 0b10 = read/write for any key). QEMU accepts RAM only with WIMG =
