@@ -13,7 +13,11 @@
 #   l1root/.complete written last
 set -euo pipefail
 
-CACHE="${PSERIES_KVM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pseries-ddw/kvm-lane}"
+CACHE="${PSERIES_KVM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/pseries-ddw/kvm-lane}"
+# No writable home: keep the cache in the workspace's target directory instead.
+if ! mkdir -p "$CACHE" 2>/dev/null; then
+    CACHE="$(cd "$(dirname "$0")/../.." && pwd)/target/kvm-lane-cache"
+fi
 ROOT="$CACHE/l1root"
 if [ -f "$ROOT/.complete" ] && [ -f "$CACHE/vmlinux" ]; then
     echo "$CACHE"
