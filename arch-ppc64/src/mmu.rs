@@ -33,20 +33,8 @@ pub unsafe fn load_slb(entries: &[(u64, u64)]) {
 /// The SLB and bolted hashed page-table entries must identity-map everything the kernel
 /// touches.
 pub unsafe fn enable_hash_translation() {
-    let bits = MSR_IR | MSR_DR;
-    // SAFETY: the caller's identity map keeps the next instruction where it is.
-    unsafe {
-        asm!(
-            "ptesync",
-            "mfmsr {tmp}",
-            "or {tmp}, {tmp}, {bits}",
-            "mtmsrd {tmp}",
-            "isync",
-            tmp = out(reg) _,
-            bits = in(reg) bits,
-            options(nostack)
-        );
-    }
+    // SAFETY: the caller's contract is `set_ir_dr`'s.
+    unsafe { set_ir_dr() };
 }
 
 /// Switches instruction and data translation on for the running code.
@@ -56,16 +44,25 @@ pub unsafe fn enable_hash_translation() {
 /// touch must be registered (`hcall::register_radix_process_table`) and identity-mapped, so
 /// execution continues at the same addresses.
 pub unsafe fn enable_translation() {
+    // SAFETY: PIDR = 0 selects process-table entry 0 for quadrant-0 addresses; writing it has
+    // no effect while translation is off.
+    unsafe { asm!("li {tmp}, 0", "mtspr 48, {tmp}", "isync", tmp = out(reg) _, options(nostack)) };
+    // SAFETY: the caller's contract is `set_ir_dr`'s.
+    unsafe { set_ir_dr() };
+}
+
+/// `ptesync` (table stores visible to the walker), then MSR[IR|DR] on.
+///
+/// # Safety
+/// Everything the kernel touches must be identity-mapped by the registered translation, so
+/// execution continues at the same addresses.
+unsafe fn set_ir_dr() {
     let bits = MSR_IR | MSR_DR;
-    // SAFETY: the caller guarantees an identity map of everything the kernel uses; ptesync
-    // orders the table stores before the first walk, isync makes the new MSR take effect
-    // before the next instruction.
+    // SAFETY: the caller's identity map keeps the next instruction where it is; isync makes
+    // the new MSR take effect before the next instruction.
     unsafe {
         asm!(
             "ptesync",
-            "li {tmp}, 0",
-            "mtspr 48, {tmp}",
-            "isync",
             "mfmsr {tmp}",
             "or {tmp}, {tmp}, {bits}",
             "mtmsrd {tmp}",

@@ -88,6 +88,21 @@ impl Scenario {
         }
     }
 
+    /// The DDW request for this scenario's PE, with `default` as its default window.
+    pub fn request(&self, default: Option<DefaultWindow>) -> PeRequest<'_> {
+        PeRequest {
+            pe: PE,
+            extensions: self.extensions.as_ref(),
+            ram: &self.ram,
+            ram_end: self.ram_end,
+            device_mask_bits: 64,
+            multi_tce: self.multi_tce,
+            default,
+            force_single_window: self.force_single_window,
+            iova_holes: &self.iova_holes,
+        }
+    }
+
     /// The default window as `ibm,dma-window` describes it.
     pub fn default_window(&self) -> DmaWindow {
         let shift = 63 - self.config.default_window_size.leading_zeros();
@@ -157,17 +172,7 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
         live_pages: d.in_use(),
         narrow_devices: u32::from(scenario.narrow_device),
     });
-    let request = PeRequest {
-        pe: PE,
-        extensions: scenario.extensions.as_ref(),
-        ram: &scenario.ram,
-        ram_end: scenario.ram_end,
-        device_mask_bits: 64,
-        multi_tce: scenario.multi_tce,
-        default,
-        force_single_window: scenario.force_single_window,
-        iova_holes: &scenario.iova_holes,
-    };
+    let request = scenario.request(default);
     let error = pe.settle(enable_ddw(&mut model, &mut delay, &request)).err();
 
     if let Some(Some(mapping)) = early {
@@ -189,14 +194,11 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
         found = pe.ddw.as_ref().map(|ddw| Handover::of(PE, ddw));
         let default = || Some(DynamicWindow::new(default_window, scenario.multi_tce));
         let mut next = PeDma::default();
-        let request = PeRequest {
-            default: Some(DefaultWindow {
-                window: default_window,
-                live_pages: 0,
-                narrow_devices: u32::from(scenario.narrow_device),
-            }),
-            ..request
-        };
+        let request = scenario.request(Some(DefaultWindow {
+            window: default_window,
+            live_pages: 0,
+            narrow_devices: u32::from(scenario.narrow_device),
+        }));
         warm_error = match &found {
             Some(found) => {
                 let result = take_over(&mut model, &mut delay, &request, found, policy);

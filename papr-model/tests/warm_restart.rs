@@ -97,17 +97,7 @@ fn a_reused_dynamic_window_drops_the_previous_kernels_buffers() {
     let mut model = HypervisorModel::new(config);
     let mut delay = CountingDelay::default();
     let default = scenario.default_window();
-    let request = PeRequest {
-        pe: PE,
-        extensions: scenario.extensions.as_ref(),
-        ram: &scenario.ram,
-        ram_end: scenario.ram_end,
-        device_mask_bits: 64,
-        multi_tce: scenario.multi_tce,
-        default: Some(DefaultWindow { window: default, live_pages: 0, narrow_devices: 0 }),
-        force_single_window: false,
-        iova_holes: &[],
-    };
+    let request = scenario.request(Some(DefaultWindow { window: default, live_pages: 0, narrow_devices: 0 }));
     let mut ddw = enable_ddw(&mut model, &mut delay, &request).expect("a DDW");
     let DdwMapping::Dynamic(dynamic) = &mut ddw.mapping else { panic!("expected a dynamic window") };
     let mask = DmaMask::from_bits(64);

@@ -28,7 +28,11 @@ fn check_disk(outcome: &KvmOutcome, image: &[u8]) {
     }
 }
 
-fn boot(name: &str, append: &str, edu: bool, seed: u64) -> (KvmOutcome, Arc<Vec<u8>>) {
+/// A lane boot of L2 with a 16 MiB scratch disk, requiring KVM-HV in L1 (`None`: lane off).
+fn boot(name: &str, append: &str, edu: bool, seed: u64) -> Option<(KvmOutcome, Arc<Vec<u8>>)> {
+    if skip() {
+        return None;
+    }
     let image = Arc::new(disk::scratch_image(16 * MIB, seed));
     let mut scenario = KvmScenario::new(name)
         .append(append)
@@ -38,19 +42,17 @@ fn boot(name: &str, append: &str, edu: bool, seed: u64) -> (KvmOutcome, Arc<Vec<
     if edu {
         scenario = scenario.edu();
     }
-    (scenario.run(), image)
+    let outcome = scenario.run();
+    eprintln!("KVM lane ({name}): L0 wall time {:.1} s", outcome.wall.as_secs_f64());
+    if outcome.kvm_available != Some(true) {
+        outcome.l2.fail("L1 could not load kvm_hv");
+    }
+    Some((outcome, image))
 }
 
 #[test]
 fn the_dma_self_test_passes_under_kvm_hv() {
-    if skip() {
-        return;
-    }
-    let (outcome, image) = boot("kvm-ddw", "", true, 0x4b56_0001);
-    eprintln!("KVM lane: L0 wall time {:.1} s", outcome.wall.as_secs_f64());
-    if outcome.kvm_available != Some(true) {
-        outcome.l2.fail("L1 could not load kvm_hv");
-    }
+    let Some((outcome, image)) = boot("kvm-ddw", "", true, 0x4b56_0001) else { return };
     let l2 = &outcome.l2;
     l2.expect_ok()
         .expect_kv("selftest.status", "ok")
@@ -70,13 +72,7 @@ fn the_dma_self_test_passes_under_kvm_hv() {
 
 #[test]
 fn a_single_window_pe_gets_its_ddw_in_slot_0_under_kvm_hv() {
-    if skip() {
-        return;
-    }
-    let (outcome, image) = boot("kvm-single", "ddw=single", false, 0x4b56_0002);
-    if outcome.kvm_available != Some(true) {
-        outcome.l2.fail("L1 could not load kvm_hv");
-    }
+    let Some((outcome, image)) = boot("kvm-single", "ddw=single", false, 0x4b56_0002) else { return };
     let l2 = &outcome.l2;
     l2.expect_ok()
         .expect_kv("selftest.status", "ok")

@@ -4,7 +4,7 @@
 //! TCE. Evidence: QEMU's `spapr_iommu_*` trace and the disk image checked on the host.
 
 use tests::qemu::{self, Outcome};
-use tests::trace::{TceStuff, Trace};
+use tests::trace::{TceStuff, Trace, TraceEvent};
 
 const DDW_LIOBN: u64 = 0x8000_0001;
 const SLOT0_LIOBN: u64 = 0x8000_0000;
@@ -31,8 +31,14 @@ fn cleared_before_removal(outcome: &Outcome, trace: &Trace, nth: usize, liobn: u
     else {
         outcome.fail(&format!("QEMU traced fewer than {} ddw_remove events", nth + 1))
     };
+    cleared_in(outcome, &events[..remove.0], liobn, page_shift)
+}
+
+/// The entries of `liobn` that H_STUFF_TCE calls among `events` cleared (each call checked:
+/// at most 512 entries, value 0, success).
+fn cleared_in(outcome: &Outcome, events: &[TraceEvent], liobn: u64, page_shift: u32) -> u64 {
     let mut covered = std::collections::BTreeSet::new();
-    for e in events[..remove.0].iter().filter(|e| e.name == "spapr_iommu_pci_stuff") {
+    for e in events.iter().filter(|e| e.name == "spapr_iommu_pci_stuff") {
         let s =
             TceStuff::parse(&e.rest).unwrap_or_else(|| outcome.fail(&format!("bad stuff line {}", e.rest)));
         if s.liobn != liobn {
@@ -132,19 +138,10 @@ fn a_warm_restart_of_a_single_window_pe_resets_and_replaces_slot_0() {
     let events = trace.events();
     let reset = events.iter().position(|e| e.name == "spapr_iommu_ddw_reset").unwrap_or(0);
     let first_create = events.iter().position(|e| e.name == "spapr_iommu_ddw_create").unwrap_or(0);
-    let mut covered = std::collections::BTreeSet::new();
-    for e in events[first_create..reset].iter().filter(|e| e.name == "spapr_iommu_pci_stuff") {
-        let s =
-            TceStuff::parse(&e.rest).unwrap_or_else(|| outcome.fail(&format!("bad stuff line {}", e.rest)));
-        if s.liobn == SLOT0_LIOBN && s.tce_value == 0 && s.ret == 0 && s.npages <= 512 {
-            covered.extend((s.ioba >> 24).saturating_sub(s.npages)..(s.ioba >> 24));
-        }
-    }
-    if covered.len() as u64 != DDW_TCES {
-        outcome.fail(&format!(
-            "{} of the slot-0 DDW's {DDW_TCES} entries were cleared before the reset",
-            covered.len()
-        ));
+    let cleared = cleared_in(&outcome, &events[first_create..reset], SLOT0_LIOBN, 24);
+    if cleared != DDW_TCES {
+        outcome
+            .fail(&format!("{cleared} of the slot-0 DDW's {DDW_TCES} entries were cleared before the reset"));
     }
     outcome.expect_scratch_disk(0, "disk0", &image);
 }
