@@ -1,11 +1,11 @@
 //! The hypervisor virtual terminal: `H_PUT_TERM_CHAR` (hcall 0x58).
 //!
 //! r4 = vterm number (the `reg` of `/vdevice/vty@…`), r5 = length ≤ 16, r6/r7 = bytes 0–7 and
-//! 8–15 packed big-endian; H_BUSY means retry (../shared/docs/boot-facts.md, "Console").
+//! 8–15 packed big-endian; H_BUSY means retry (LoPAR "H_PUT_TERM_CHAR"; QEMU hw/char/spapr_vty.c `h_put_term_char`).
 //! Until the device tree names the vterm, number 0 is used: QEMU then picks the vty with the
 //! lowest `reg` (hw/ppc/spapr_vty.c vty_lookup), which is exactly the early-console case.
 
-use crate::hcall::{hcall, opcode, HcallStatus};
+use crate::hcall::{hcall_values, opcode, HcallStatus};
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -25,13 +25,16 @@ pub fn write_bytes(bytes: &[u8]) {
     for chunk in bytes.chunks(16) {
         let mut packed = [0u8; 16];
         packed[..chunk.len()].copy_from_slice(chunk);
-        let mut args = [0u64; 9];
-        args[0] = u64::from(VTERM.load(Ordering::Relaxed));
-        args[1] = chunk.len() as u64;
-        args[2] = u64::from_be_bytes(packed[..8].try_into().unwrap_or([0; 8]));
-        args[3] = u64::from_be_bytes(packed[8..].try_into().unwrap_or([0; 8]));
+        let args = [
+            u64::from(VTERM.load(Ordering::Relaxed)),
+            chunk.len() as u64,
+            u64::from_be_bytes(packed[..8].try_into().unwrap_or([0; 8])),
+            u64::from_be_bytes(packed[8..].try_into().unwrap_or([0; 8])),
+        ];
         for _ in 0..BUSY_RETRIES {
-            if hcall(opcode::H_PUT_TERM_CHAR, args).status != HcallStatus::BUSY {
+            // SAFETY: H_PUT_TERM_CHAR takes the bytes in registers; no memory is named.
+            let ret = unsafe { hcall_values(opcode::H_PUT_TERM_CHAR, &args) };
+            if ret.status != HcallStatus::BUSY {
                 break;
             }
         }

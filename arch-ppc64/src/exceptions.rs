@@ -1,9 +1,9 @@
 //! Exception vectors: every interrupt the kernel does not expect is fatal and reported.
 //!
 //! The vector stubs (`entry.S`, section `.vectors`) are copied to physical address 0, where a
-//! real-mode guest takes its interrupts, after `H_SET_MODE` switched interrupt delivery to
-//! little-endian (without it QEMU delivers big-endian and loops on program checks —
-//! ../shared/docs/boot-facts.md). Each stub jumps to `ppc_exception_entry`, which calls
+//! real-mode guest takes its interrupts, then `H_SET_MODE` switches interrupt delivery to
+//! little-endian (without it QEMU delivers big-endian and loops on program checks; QEMU
+//! hw/ppc/spapr_hcall.c `h_set_mode_resource_le`). Each stub jumps to `ppc_exception_entry`, which calls
 //! [`arch_exception_entry`] with SRR0/SRR1/DAR/DSISR on a dedicated stack.
 
 use crate::hcall::HcallStatus;
@@ -71,7 +71,6 @@ pub const RELOCATED_VECTORS: u64 = 0x4000;
 /// longer called), and the caller must not rely on firmware's own interrupt handlers anymore.
 pub unsafe fn install(handler: FatalHandler) -> Result<(), HcallStatus> {
     FATAL_HANDLER.store(handler as usize, Ordering::SeqCst);
-    crate::hcall::set_little_endian_interrupts()?;
     // Taking the address of an extern static is safe; entry.S places these two symbols
     // around the .vectors template.
     let start = core::ptr::addr_of!(ppc_vectors_template) as usize;
@@ -96,7 +95,8 @@ pub unsafe fn install(handler: FatalHandler) -> Result<(), HcallStatus> {
         );
     }
     crate::cpu::sync_icache(RELOCATED_VECTORS as usize + 0x100, len - 0x100);
-    Ok(())
+    // SAFETY: the little-endian vectors are in place at 0 and at 0x4000.
+    unsafe { crate::hcall::set_little_endian_interrupts() }
 }
 
 /// Called by `ppc_exception_entry` on the exception stack.

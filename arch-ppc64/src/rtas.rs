@@ -5,10 +5,15 @@
 //! Firmware RTAS is instantiated and entered in big-endian real mode with r3 = buffer,
 //! r4 = RTAS base. On the FDT-direct path there is no firmware to instantiate it, so calls go
 //! through QEMU's private `H_RTAS` hypercall (0xF000, r4 = buffer) — QEMU-only, not PAPR
-//! (../shared/docs/boot-facts.md, "RTAS"; QEMU hw/ppc/spapr_hcall.c h_rtas).
+//! (QEMU hw/ppc/spapr_hcall.c `h_rtas`).
+//!
+//! A call is `unsafe`: what RTAS does is the token's business, and some calls read or write
+//! memory named by their arguments (`ibm,os-term`'s message, `ibm,configure-connector`'s work
+//! area) or change what devices may reach (the DMA-window calls). The kernel wraps each call
+//! it makes in a typed, safe function that states why that call is sound.
 
-use crate::hcall::{hcall, opcode, HcallStatus};
-use core::fmt;
+use crate::hcall::{hcall_values, opcode, HcallStatus};
+pub use papr_abi::rtas::RtasStatus;
 
 /// Most arguments plus returns of any call this kernel makes.
 pub const MAX_CELLS: usize = 16;
@@ -25,47 +30,6 @@ pub enum RtasMethod {
     },
     /// QEMU's `H_RTAS` hypercall (FDT-direct boots).
     QemuHcall,
-}
-
-/// An RTAS status word (rets[0]); an open set, so a newtype with named values.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct RtasStatus(pub i32);
-
-impl RtasStatus {
-    /// Success.
-    pub const SUCCESS: Self = Self(0);
-    /// Hardware error.
-    pub const HARDWARE_ERROR: Self = Self(-1);
-    /// Busy: retry.
-    pub const BUSY: Self = Self(-2);
-    /// Parameter error.
-    pub const PARAMETER_ERROR: Self = Self(-3);
-
-    /// True for the extended-delay hints 9900..=9905 (wait 10^(x-9900) ms, then retry).
-    pub const fn is_extended_delay(self) -> bool {
-        self.0 >= 9900 && self.0 <= 9905
-    }
-}
-
-impl fmt::Debug for RtasStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.0 {
-            0 => "success",
-            -1 => "hardware error",
-            -2 => "busy",
-            -3 => "parameter error",
-            -7 => "unexpected state change",
-            9900..=9905 => "extended delay",
-            _ => "unknown",
-        };
-        write!(f, "{} ({})", self.0, name)
-    }
-}
-
-impl fmt::Display for RtasStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
 }
 
 /// Why an RTAS call could not be made at all (as opposed to returning a status).
@@ -103,7 +67,13 @@ impl Rtas {
 
     /// Calls `token` with `args`; fills `rets` with the return cells after the status and
     /// returns the status word.
-    pub fn call(&self, token: u32, args: &[u32], rets: &mut [u32]) -> Result<RtasStatus, RtasCallError> {
+    ///
+    /// # Safety
+    /// `token` must be a call of this RTAS, and what it does with `args` must be sound for the
+    /// kernel: any argument that is an address must name memory valid for what the call does
+    /// with it (reads, writes) for the whole call, and a call that changes which memory
+    /// devices may reach must leave them reaching only memory their drivers own.
+    pub unsafe fn call(&self, token: u32, args: &[u32], rets: &mut [u32]) -> Result<RtasStatus, RtasCallError> {
         let nret = rets.len() + 1;
         if args.len() + nret > MAX_CELLS {
             return Err(RtasCallError::TooManyCells);
@@ -120,13 +90,17 @@ impl Rtas {
         match self.method {
             RtasMethod::Instantiated { base, entry } => {
                 // SAFETY: base/entry come from instantiate-rtas (constructor contract); the
-                // buffer is on our stack below 4 GiB, 8-byte aligned, and outlives the call.
+                // buffer is on our stack below 4 GiB, 8-byte aligned, and outlives the call;
+                // the call's own effects are the caller's contract.
                 unsafe { crate::firmware::call(addr, base, entry) };
             }
             RtasMethod::QemuHcall => {
-                let mut hargs = [0u64; 9];
-                hargs[0] = addr;
-                hcall(opcode::KVMPPC_H_RTAS, hargs).status.to_result().map_err(RtasCallError::Hcall)?;
+                // SAFETY: QEMU's H_RTAS reads and writes only the argument buffer (on our stack,
+                // valid for the call); the call's own effects are the caller's contract.
+                unsafe { hcall_values(opcode::KVMPPC_H_RTAS, &[addr]) }
+                    .status
+                    .to_result()
+                    .map_err(RtasCallError::Hcall)?;
             }
         }
         let out = &buffer.0[3 + args.len()..3 + args.len() + nret];

@@ -1,15 +1,21 @@
 //! The kernel command line (`/chosen/bootargs`): space-separated `key=value` words.
 //!
-//! Known keys: `test=panic` (panic on purpose), `test=dsi` (touch an invalid address),
-//! `test=program` (execute an illegal instruction), `test=unmapped` (with translation on, load
-//! from an address nothing maps), `ddw=off` (create no Dynamic DMA Window:
-//! every device uses its PE's default window), `ddw=single` (treat every PE as a single-window
-//! PE: replace the default window), `ddw=single-fail` (the same, with the create after the
-//! removal failing on purpose, to exercise the reset), `warm-restart=reuse` /
-//! `warm-restart=remove` (run the whole DMA set-up a second time, as a kexec'd kernel would
-//! find things, reusing or removing the window the first run left), `mmu=off` (stay in real
-//! mode). Unknown words are reported, not fatal.
+//! Known keys:
+//! - `test=panic` (panic on purpose), `test=segment` (load with data translation on and no
+//!   segment: a data segment interrupt), `test=program` (execute an illegal instruction),
+//!   `test=unmapped` (with translation on, load from an address nothing maps);
+//! - `ddw=auto` (the default: a Dynamic DMA Window where the platform offers one), `ddw=off`
+//!   (none: every device uses its PE's default window), `ddw=single` (treat every PE as a
+//!   single-window PE: replace the default window), `ddw=single-fail` (the same, with the
+//!   create after the removal failing on purpose, to exercise the reset);
+//! - `warm-restart=reuse` / `warm-restart=remove` (run the whole DMA set-up a second time, as
+//!   a kexec'd kernel would find things, reusing or removing the window the first run left);
+//! - `mmu=on` (the default) / `mmu=off` (stay in real mode).
+//!
+//! Unknown words are reported, not fatal. A key given twice with different values is a
+//! contradiction, reported in [`Args::conflicts`]; the kernel refuses to guess.
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -20,8 +26,8 @@ use crate::iommu::handover::WarmPolicy;
 pub enum TestMode {
     /// Panic after the report.
     Panic,
-    /// Read from an address outside RAM (expects a storage interrupt report).
-    DataStorage,
+    /// Load with data translation on and no segment (expects a data segment interrupt).
+    DataSegment,
     /// Execute an illegal instruction (expects a program interrupt report).
     Program,
     /// With translation on, load from an address no translation maps (expects a data
@@ -29,47 +35,113 @@ pub enum TestMode {
     Unmapped,
 }
 
+/// What the DMA set-up does about Dynamic DMA Windows (`ddw=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DdwPolicy {
+    /// A DDW wherever the PE offers one; single-window PEs replace their default window.
+    #[default]
+    Auto,
+    /// No DDW: every PE keeps its default window.
+    Off,
+    /// Every PE takes the single-window path (the DDW replaces the default window).
+    SingleWindow,
+    /// As [`DdwPolicy::SingleWindow`], with the create after the removal failing on purpose.
+    SingleWindowFailingCreate,
+}
+
+impl DdwPolicy {
+    /// The command-line word.
+    pub const fn word(self) -> &'static str {
+        match self {
+            DdwPolicy::Auto => "ddw=auto",
+            DdwPolicy::Off => "ddw=off",
+            DdwPolicy::SingleWindow => "ddw=single",
+            DdwPolicy::SingleWindowFailingCreate => "ddw=single-fail",
+        }
+    }
+
+    /// Whether every PE takes the single-window path.
+    pub const fn forces_single_window(self) -> bool {
+        matches!(self, DdwPolicy::SingleWindow | DdwPolicy::SingleWindowFailingCreate)
+    }
+}
+
+/// Whether the kernel turns translation on (`mmu=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MmuPolicy {
+    /// Radix or hash translation, whichever the CPU has.
+    #[default]
+    On,
+    /// Stay in real mode.
+    Off,
+}
+
 /// Parsed arguments.
 #[derive(Debug, Default)]
 pub struct Args {
     /// `test=` mode.
     pub test: Option<TestMode>,
-    /// `ddw=off`: keep every PE on its default window.
-    pub ddw_off: bool,
-    /// `ddw=single` / `ddw=single-fail`: take the single-window path.
-    pub ddw_single: bool,
-    /// `ddw=single-fail`: fail the create after the default window's removal.
-    pub ddw_fail_after_remove: bool,
-    /// `mmu=off`: stay in real mode (no translation).
-    pub mmu_off: bool,
+    /// `ddw=`.
+    pub ddw: DdwPolicy,
+    /// `mmu=`.
+    pub mmu: MmuPolicy,
     /// `warm-restart=`: run the DMA set-up twice, treating the first run's windows so.
     pub warm_restart: Option<WarmPolicy>,
     /// Words that were not understood.
     pub unknown: Vec<String>,
+    /// Keys given more than once with different values, as sentences.
+    pub conflicts: Vec<String>,
+}
+
+/// Keeps the first value of a key and records a contradiction for a different second one.
+fn set<T: PartialEq + Copy>(slot: &mut Option<(T, &str)>, value: T, word: &'static str, conflicts: &mut Vec<String>) {
+    match *slot {
+        Some((old, old_word)) if old != value => {
+            conflicts.push(format!("{word} contradicts {old_word} given before it"));
+        }
+        Some(_) => {}
+        None => *slot = Some((value, word)),
+    }
 }
 
 impl Args {
-    /// Parses a command line; never fails.
+    /// Parses a command line; never fails (contradictions land in [`Args::conflicts`]).
     pub fn parse(line: &str) -> Self {
-        let mut args = Args::default();
+        let mut unknown = Vec::new();
+        let mut conflicts = Vec::new();
+        let mut test = None;
+        let mut ddw = None;
+        let mut mmu = None;
+        let mut warm = None;
         for word in line.split_ascii_whitespace() {
             match word {
-                "test=panic" => args.test = Some(TestMode::Panic),
-                "test=dsi" => args.test = Some(TestMode::DataStorage),
-                "test=program" => args.test = Some(TestMode::Program),
-                "test=unmapped" => args.test = Some(TestMode::Unmapped),
-                "ddw=off" => args.ddw_off = true,
-                "ddw=on" => args.ddw_off = false,
-                "ddw=single" => args.ddw_single = true,
-                "ddw=single-fail" => (args.ddw_single, args.ddw_fail_after_remove) = (true, true),
-                "mmu=off" => args.mmu_off = true,
-                "mmu=on" => args.mmu_off = false,
-                "warm-restart=reuse" => args.warm_restart = Some(WarmPolicy::Reuse),
-                "warm-restart=remove" => args.warm_restart = Some(WarmPolicy::Remove),
-                other => args.unknown.push(String::from(other)),
+                "test=panic" => set(&mut test, TestMode::Panic, "test=panic", &mut conflicts),
+                "test=segment" => set(&mut test, TestMode::DataSegment, "test=segment", &mut conflicts),
+                "test=program" => set(&mut test, TestMode::Program, "test=program", &mut conflicts),
+                "test=unmapped" => set(&mut test, TestMode::Unmapped, "test=unmapped", &mut conflicts),
+                "ddw=auto" | "ddw=on" => set(&mut ddw, DdwPolicy::Auto, "ddw=auto", &mut conflicts),
+                "ddw=off" => set(&mut ddw, DdwPolicy::Off, "ddw=off", &mut conflicts),
+                "ddw=single" => set(&mut ddw, DdwPolicy::SingleWindow, "ddw=single", &mut conflicts),
+                "ddw=single-fail" => {
+                    set(&mut ddw, DdwPolicy::SingleWindowFailingCreate, "ddw=single-fail", &mut conflicts)
+                }
+                "mmu=on" => set(&mut mmu, MmuPolicy::On, "mmu=on", &mut conflicts),
+                "mmu=off" => set(&mut mmu, MmuPolicy::Off, "mmu=off", &mut conflicts),
+                "warm-restart=reuse" => set(&mut warm, WarmPolicy::Reuse, "warm-restart=reuse", &mut conflicts),
+                "warm-restart=remove" => {
+                    set(&mut warm, WarmPolicy::Remove, "warm-restart=remove", &mut conflicts)
+                }
+                other => unknown.push(String::from(other)),
             }
         }
-        args
+        Args {
+            test: test.map(|(t, _)| t),
+            ddw: ddw.map_or(DdwPolicy::Auto, |(d, _)| d),
+            mmu: mmu.map_or(MmuPolicy::On, |(m, _)| m),
+            warm_restart: warm.map(|(w, _)| w),
+            unknown,
+            conflicts,
+        }
     }
 }
 
@@ -82,21 +154,45 @@ mod tests {
         let args = Args::parse("  foo test=panic bar=1 ");
         assert_eq!(args.test, Some(TestMode::Panic));
         assert_eq!(args.unknown, ["foo", "bar=1"]);
-        assert_eq!(Args::parse("test=dsi").test, Some(TestMode::DataStorage));
+        assert_eq!(Args::parse("test=segment").test, Some(TestMode::DataSegment));
         assert_eq!(Args::parse("test=program").test, Some(TestMode::Program));
         assert_eq!(Args::parse("test=unmapped").test, Some(TestMode::Unmapped));
+        assert_eq!(Args::parse("test=dsi").unknown, ["test=dsi"]);
         assert_eq!(Args::parse("").test, None);
-        assert!(!Args::parse("").ddw_off);
-        assert!(Args::parse("ddw=off").ddw_off);
-        assert!(!Args::parse("ddw=off ddw=on").ddw_off);
-        let single = Args::parse("ddw=single");
-        assert!(single.ddw_single && !single.ddw_fail_after_remove);
-        let fail = Args::parse("ddw=single-fail");
-        assert!(fail.ddw_single && fail.ddw_fail_after_remove);
+    }
+
+    #[test]
+    fn ddw_is_one_policy() {
+        assert_eq!(Args::parse("").ddw, DdwPolicy::Auto);
+        assert_eq!(Args::parse("ddw=off").ddw, DdwPolicy::Off);
+        assert_eq!(Args::parse("ddw=on").ddw, DdwPolicy::Auto);
+        assert_eq!(Args::parse("ddw=single").ddw, DdwPolicy::SingleWindow);
+        assert_eq!(Args::parse("ddw=single-fail").ddw, DdwPolicy::SingleWindowFailingCreate);
+        assert!(DdwPolicy::SingleWindowFailingCreate.forces_single_window());
+        assert!(!DdwPolicy::Off.forces_single_window());
+        // The same word twice is no contradiction.
+        let twice = Args::parse("ddw=off ddw=off");
+        assert!(twice.conflicts.is_empty() && twice.ddw == DdwPolicy::Off);
+    }
+
+    #[test]
+    fn contradictions_are_reported_not_guessed() {
+        let args = Args::parse("ddw=off ddw=single");
+        assert_eq!(args.conflicts, ["ddw=single contradicts ddw=off given before it"]);
+        assert_eq!(args.ddw, DdwPolicy::Off);
+        assert_eq!(Args::parse("ddw=off ddw=on").conflicts.len(), 1);
+        assert_eq!(Args::parse("mmu=off mmu=on").conflicts, ["mmu=on contradicts mmu=off given before it"]);
+        assert_eq!(Args::parse("warm-restart=reuse warm-restart=remove").conflicts.len(), 1);
+        assert_eq!(Args::parse("test=panic test=program").conflicts.len(), 1);
+    }
+
+    #[test]
+    fn mmu_and_warm_restart() {
         assert_eq!(Args::parse("warm-restart=reuse").warm_restart, Some(WarmPolicy::Reuse));
         assert_eq!(Args::parse("warm-restart=remove").warm_restart, Some(WarmPolicy::Remove));
         assert_eq!(Args::parse("").warm_restart, None);
-        assert!(Args::parse("mmu=off").mmu_off && !Args::parse("mmu=off mmu=on").mmu_off);
+        assert_eq!(Args::parse("mmu=off").mmu, MmuPolicy::Off);
+        assert_eq!(Args::parse("").mmu, MmuPolicy::On);
         assert_eq!(Args::parse("warm-restart=maybe").unknown, ["warm-restart=maybe"]);
     }
 }

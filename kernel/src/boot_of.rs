@@ -1,15 +1,20 @@
 //! Booting under Open Firmware (SLOF or VOF): claim memory, instantiate RTAS, flatten the tree.
 //!
-//! Facts (../shared/docs/boot-facts.md): memory must be claimed through OF while firmware is
-//! alive; RTAS is instantiated with `call-method "instantiate-rtas"` on an open `/rtas`, sized by
-//! its `rtas-size` property; there is no FDT in guest memory under VOF (and only a stale one
-//! under SLOF), so the kernel walks the OF tree and flattens it, as Linux's prom_init does.
+//! Memory must be claimed through OF while firmware is alive; RTAS is instantiated with
+//! `call-method "instantiate-rtas"` on an open `/rtas`, sized by its `rtas-size` property
+//! (LoPAR "RTAS Environment"); there is no FDT in guest memory under VOF (and only a stale
+//! one under SLOF), so the kernel walks the OF tree and flattens it, as Linux's
+//! `arch/powerpc/kernel/prom_init.c` does.
 
-use crate::{heap, image};
 use alloc::vec::Vec;
-use arch_ppc64::of::{OfError, OpenFirmware};
-use arch_ppc64::rtas::RtasMethod;
-use drivers::devtree::of::{flatten, FlattenLimits, FlattenStats};
+use arch_ppc64::of::{OfError, OpenFirmware, Phandle};
+use drivers::devtree::error::DtError;
+use drivers::devtree::of::{flatten, FlattenLimits, FlattenStats, OfTree};
+
+use crate::boundary::firmware::{instantiate_rtas, RtasSetUpError};
+use crate::boundary::memory::HEAP_SIZE;
+use crate::boundary::rtas::Firmware;
+use crate::image;
 
 /// What the OF boot produced.
 pub struct OfBoot {
@@ -18,7 +23,7 @@ pub struct OfBoot {
     /// Walk statistics.
     pub stats: FlattenStats,
     /// How to call RTAS.
-    pub rtas: RtasMethod,
+    pub firmware: Firmware,
     /// RTAS region `(base, size)`.
     pub rtas_region: (u64, u64),
     /// What `ibm,client-architecture-support` asked for and how it went.
@@ -43,73 +48,82 @@ pub enum OfBootError {
     HeapClaim(OfError),
     /// `/rtas` is missing or has no `rtas-size`.
     NoRtasNode,
-    /// Claiming memory for RTAS failed.
-    RtasClaim(OfError),
-    /// `open("/rtas")` failed.
-    RtasOpen(OfError),
-    /// `instantiate-rtas` failed.
-    RtasInstantiate(OfError),
+    /// Instantiating RTAS failed.
+    Rtas(RtasSetUpError),
     /// Flattening the tree failed.
-    Flatten(drivers::devtree::error::DtError),
+    Flatten(DtError),
 }
 
 impl core::fmt::Display for OfBootError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            OfBootError::HeapClaim(e) => {
-                write!(f, "OF claim of the {} MiB heap failed ({e:?})", heap::HEAP_SIZE >> 20)
-            }
+            OfBootError::HeapClaim(e) => write!(f, "OF claim of the {} MiB heap failed ({e:?})", HEAP_SIZE >> 20),
             OfBootError::NoRtasNode => write!(f, "OF has no /rtas node with an rtas-size property"),
-            OfBootError::RtasClaim(e) => write!(f, "OF claim of memory for RTAS failed ({e:?})"),
-            OfBootError::RtasOpen(e) => write!(f, "OF open(\"/rtas\") failed ({e:?})"),
-            OfBootError::RtasInstantiate(e) => write!(f, "OF call-method instantiate-rtas failed ({e:?})"),
+            OfBootError::Rtas(RtasSetUpError::Claim(e)) => write!(f, "OF claim of memory for RTAS failed ({e:?})"),
+            OfBootError::Rtas(RtasSetUpError::Open(e)) => write!(f, "OF open(\"/rtas\") failed ({e:?})"),
+            OfBootError::Rtas(RtasSetUpError::Instantiate(e)) => {
+                write!(f, "OF call-method instantiate-rtas failed ({e:?})")
+            }
             OfBootError::Flatten(e) => write!(f, "flattening the OF device tree failed: {e}"),
         }
     }
 }
 
-/// Claims the heap and initialises the allocator. Must run before anything allocates.
-pub fn claim_heap(of: &OpenFirmware) -> Result<(), OfBootError> {
-    let base = of.claim(0, heap::HEAP_SIZE as u32, 1 << 20).map_err(OfBootError::HeapClaim)?;
-    // SAFETY: OF just gave us this region; nobody else will use it.
-    unsafe { heap::init(u64::from(base), heap::HEAP_SIZE) };
-    Ok(())
+/// The OF tree as `drivers::devtree::of::flatten` walks it.
+struct OfWalk<'a>(&'a OpenFirmware);
+
+impl OfTree for OfWalk<'_> {
+    fn peer(&mut self, node: Phandle) -> Option<Phandle> {
+        self.0.peer(node)
+    }
+
+    fn child(&mut self, node: Phandle) -> Option<Phandle> {
+        self.0.child(node)
+    }
+
+    fn next_property(&mut self, node: Phandle, previous: &str, buf: &mut [u8; 64]) -> Result<Option<usize>, DtError> {
+        self.0.next_property(node, previous, buf).map_err(|e| match e {
+            OfError::BadName => DtError::Malformed("property name too long"),
+            _ => DtError::Malformed("OF nextprop failed"),
+        })
+    }
+
+    fn property_length(&mut self, node: Phandle, name: &str) -> Option<usize> {
+        self.0.property_length(node, name)
+    }
+
+    fn property(&mut self, node: Phandle, name: &str, buf: &mut [u8]) -> Option<usize> {
+        self.0.property(node, name, buf)
+    }
+
+    fn path(&mut self, node: Phandle, buf: &mut [u8]) -> Option<usize> {
+        self.0.path(node, buf)
+    }
 }
 
 /// Instantiates RTAS and flattens the tree. After this the kernel no longer calls OF.
-pub fn boot(of: &mut OpenFirmware) -> Result<OfBoot, OfBootError> {
+pub fn boot(of: &OpenFirmware) -> Result<OfBoot, OfBootError> {
     // Before the tree is read: QEMU updates it (`/chosen/ibm,architecture-vec-5`) after CAS.
     let cas = client_architecture_support(of);
     let rtas_node = of.find_device(b"/rtas").map_err(|_| OfBootError::NoRtasNode)?;
     let rtas_size = of.property_u32(rtas_node, b"rtas-size").ok_or(OfBootError::NoRtasNode)?;
     let rtas_size = (rtas_size + 0xfff) & !0xfff;
-    let rtas_base = of.claim(0, rtas_size, 0x1000).map_err(OfBootError::RtasClaim)?;
-    let ihandle = of.open(b"/rtas").map_err(OfBootError::RtasOpen)?;
-    let entry = of.instantiate_rtas(ihandle, rtas_base).map_err(OfBootError::RtasInstantiate)?;
-
+    let (firmware, rtas_region) = instantiate_rtas(of, rtas_size).map_err(OfBootError::Rtas)?;
     let (image_start, image_end) = image::bounds();
-    let reservations =
-        alloc::vec![(image_start, image_end - image_start), (u64::from(rtas_base), u64::from(rtas_size))];
-    let (fdt, stats) = flatten(of, &reservations, &FlattenLimits::default()).map_err(OfBootError::Flatten)?;
-    Ok(OfBoot {
-        fdt,
-        stats,
-        rtas: RtasMethod::Instantiated { base: u64::from(rtas_base), entry: u64::from(entry) },
-        rtas_region: (u64::from(rtas_base), u64::from(rtas_size)),
-        cas,
-    })
+    let reservations = alloc::vec![(image_start, image_end - image_start), rtas_region];
+    let (fdt, stats) =
+        flatten(&mut OfWalk(of), &reservations, &FlattenLimits::default()).map_err(OfBootError::Flatten)?;
+    Ok(OfBoot { fdt, stats, firmware, rtas_region, cas })
 }
 
 /// Asks for the radix MMU with guest TLB shootdown where the CPU has it (POWER9 and later),
 /// else for hash (`drivers::mmu::cas`).
 fn client_architecture_support(of: &OpenFirmware) -> Cas {
-    let radix = drivers::mmu::cas::pvr_has_radix(arch_ppc64::cpu::pvr());
-    let buffer = drivers::mmu::cas::cas_buffer(radix);
-    // The heap OF gave us lies below 4 GiB (claim returns 32-bit addresses).
-    let Ok(addr) = u32::try_from(buffer.as_ptr() as usize) else { return Cas::Failed };
-    match (of.client_architecture_support(addr), radix) {
-        (Ok(0), true) => Cas::Radix,
-        (Ok(0), false) => Cas::Hash,
+    let translation = drivers::mmu::cas::mmu_for_pvr(arch_ppc64::cpu::pvr());
+    let buffer = drivers::mmu::cas::cas_buffer(translation);
+    match (of.client_architecture_support(&buffer), translation) {
+        (Ok(0), drivers::mmu::cas::CasMmu::Radix) => Cas::Radix,
+        (Ok(0), drivers::mmu::cas::CasMmu::Hash) => Cas::Hash,
         _ => Cas::Failed,
     }
 }

@@ -2,18 +2,21 @@
 //!
 //! QEMU exits 0 after `power-off` (nargs 2 = {0, 0}); after `ibm,os-term` (1 argument: a
 //! message address) it prints "OS terminated: <msg>" and, with `-action panic=exit-failure`,
-//! exits 1 (../shared/docs/boot-facts.md, "Console and exit"). If RTAS is unusable the kernel
-//! says so and spins; the harness's timeout then reports the hang with the console tail.
+//! exits 1 (QEMU hw/ppc/spapr_rtas.c `rtas_ibm_os_term`, `rtas_power_off`). If RTAS is
+//! unusable the kernel says so and spins; the harness's timeout then reports the hang with the
+//! console tail.
 
 use arch_ppc64::println;
-use arch_ppc64::rtas::Rtas;
 use core::fmt::Write;
+use spin::Mutex;
+
+use crate::boundary::rtas::{Firmware, ValueCall};
 
 /// RTAS and the two tokens needed to leave, recorded once RTAS is known.
 #[derive(Clone, Copy)]
 pub struct ExitPath {
     /// How to call RTAS.
-    pub rtas: Rtas,
+    pub firmware: Firmware,
     /// `power-off` token.
     pub power_off: Option<u32>,
     /// `ibm,os-term` token.
@@ -30,8 +33,8 @@ pub fn set_exit_path(path: ExitPath) {
 /// Prints the success marker and powers off (QEMU exits 0).
 pub fn power_off() -> ! {
     println!("exit.status=ok");
-    if let Some(ExitPath { rtas, power_off: Some(token), .. }) = EXIT.get().copied() {
-        let status = rtas.call(token, &[0, 0], &mut []);
+    if let Some(ExitPath { firmware, power_off: Some(token), .. }) = EXIT.get().copied() {
+        let status = firmware.value_call(ValueCall::PowerOff, token, &[0, 0], &mut []);
         println!("error: RTAS power-off returned {:?}", status);
     } else {
         println!("error: cannot power off: RTAS or its power-off token is unknown");
@@ -39,19 +42,28 @@ pub fn power_off() -> ! {
     halt()
 }
 
+/// The failure message: a buffer that needs no heap (panics may come from the allocator),
+/// kept in `.bss` so that the address handed to `ibm,os-term` is below 4 GiB.
+static MESSAGE: Mutex<FixedText> = Mutex::new(FixedText { bytes: [0; 256], len: 0 });
+
 /// Prints the failure marker and `message`, then terminates with `ibm,os-term`.
 pub fn fail(message: core::fmt::Arguments<'_>) -> ! {
-    let mut text = FixedText::new();
+    // A failure while failing (the lock already held) still says something and stops.
+    let Some(mut text) = MESSAGE.try_lock() else {
+        println!("error: {message} (while already failing)");
+        println!("exit.status=fail");
+        halt()
+    };
+    text.len = 0;
     let _ = text.write_fmt(message);
     println!("error: {}", text.as_str());
     println!("exit.status=fail");
-    if let Some(ExitPath { rtas, os_term: Some(token), .. }) = EXIT.get().copied() {
-        text.terminate();
-        let status = rtas.call(token, &[text.bytes.as_ptr() as u32], &mut []);
+    if let Some(ExitPath { firmware, os_term: Some(token), .. }) = EXIT.get().copied() {
+        let status = firmware.os_term(token, text.terminated());
         println!("error: RTAS ibm,os-term returned {:?}", status);
-    } else if let Some(ExitPath { rtas, power_off: Some(token), .. }) = EXIT.get().copied() {
+    } else if let Some(ExitPath { firmware, power_off: Some(token), .. }) = EXIT.get().copied() {
         println!("error: no ibm,os-term token; powering off (QEMU exit status will be 0)");
-        let _ = rtas.call(token, &[0, 0], &mut []);
+        let _ = firmware.value_call(ValueCall::PowerOff, token, &[0, 0], &mut []);
     } else {
         println!("error: RTAS is not available yet; halting");
     }
@@ -64,30 +76,21 @@ fn halt() -> ! {
     }
 }
 
-/// A message buffer that needs no heap (panics may come from the allocator), kept in .bss
-/// so that the address handed to `ibm,os-term` is below 4 GiB.
 struct FixedText {
-    bytes: &'static mut [u8; 256],
+    bytes: [u8; 256],
     len: usize,
 }
 
-static mut TEXT: [u8; 256] = [0; 256];
-
 impl FixedText {
-    fn new() -> Self {
-        // SAFETY: only the failure path, which never returns, creates a FixedText, and the
-        // kernel runs on one CPU; a nested failure would merely overwrite the message.
-        let bytes = unsafe { &mut *core::ptr::addr_of_mut!(TEXT) };
-        Self { bytes, len: 0 }
-    }
-
     fn as_str(&self) -> &str {
         core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("(message not UTF-8)")
     }
 
-    fn terminate(&mut self) {
+    /// The message with its NUL terminator.
+    fn terminated(&mut self) -> &[u8] {
         let end = self.len.min(self.bytes.len() - 1);
         self.bytes[end] = 0;
+        &self.bytes[..=end]
     }
 }
 

@@ -1,41 +1,44 @@
 //! PCI discovery per PHB: enumerate config space through RTAS, assign BARs where firmware did
 //! not (VOF, FDT-direct), enable decode and bus mastering, and report each function.
 //!
-//! The PHB's `ranges` give the windows BARs may use (QEMU: MEM32 at bus 0x8000_0000, MEM64
-//! identity-mapped, IO 64 KiB; ../shared/docs/papr-ddw-facts.md §2.1).
+//! The PHB's `ranges` give the windows BARs may use (QEMU hw/ppc/spapr_pci.c `spapr_dt_phb`:
+//! MEM32 at bus 0x8000_0000, MEM64 identity-mapped, IO 64 KiB).
 
-use crate::{kv, report};
+use alloc::format;
 use alloc::vec::Vec;
 use arch_ppc64::println;
-use arch_ppc64::rtas::Rtas;
 use drivers::devtree::phb::{PciSpace, PhbInfo};
 use drivers::devtree::platform::Platform;
 use drivers::pci::{assign_bars, enumerate, Function, Window, Windows};
 
-/// Scans every PHB, prints the PCI part of the report and returns each PHB's functions (in
-/// `platform.phbs` order).
-pub fn scan_all(platform: &Platform, rtas: Rtas) -> Vec<Vec<Function>> {
-    let mut found = Vec::new();
-    let multi_tce = report::multi_tce(platform);
+use crate::boundary::rtas::Firmware;
+use crate::pci_config::RtasConfigSpace;
+use crate::system::Phb;
+use crate::{kv, report};
+
+/// Scans every PHB, prints the PCI part of the report and returns the PHBs with their
+/// functions.
+pub fn scan_all(platform: &Platform, firmware: Firmware) -> Vec<Phb<'_>> {
     let tokens = platform.rtas.as_ref();
     let read = tokens.and_then(|t| t.token("ibm,read-pci-config"));
     let write = tokens.and_then(|t| t.token("ibm,write-pci-config"));
+    let multi_tce = platform.multi_tce();
     kv!("phb.count", "{}", platform.phbs.len());
-    let mut total = 0;
-    for (index, phb) in platform.phbs.iter().enumerate() {
-        report::phb(index, phb, multi_tce);
-        let (Some(read), Some(write)) = (read, write) else {
-            println!("  cannot probe PCI: RTAS has no ibm,read-pci-config/ibm,write-pci-config token");
-            found.push(Vec::new());
-            continue;
+    let mut phbs = Vec::new();
+    for (index, info) in platform.phbs.iter().enumerate() {
+        report::phb(index, info, multi_tce);
+        let cfg = match (read, write) {
+            (Some(read), Some(write)) => Some(RtasConfigSpace::new(firmware, read, write, info.buid)),
+            _ => {
+                println!("  cannot probe PCI: RTAS has no ibm,read-pci-config/ibm,write-pci-config token");
+                None
+            }
         };
-        let functions =
-            scan_phb(index, phb, crate::pci_config::RtasConfigSpace::new(rtas, read, write, phb.buid));
-        total += functions.len();
-        found.push(functions);
+        let functions = cfg.clone().map(|cfg| scan_phb(index, info, cfg)).unwrap_or_default();
+        phbs.push(Phb { index, info, cfg, functions, pe: None });
     }
-    kv!("pci.count", "{}", total);
-    found
+    kv!("pci.count", "{}", phbs.iter().map(|p| p.functions.len()).sum::<usize>());
+    phbs
 }
 
 fn windows(phb: &PhbInfo) -> Windows {
@@ -45,12 +48,12 @@ fn windows(phb: &PhbInfo) -> Windows {
     Windows { io: find(PciSpace::Io), mem32: find(PciSpace::Mem32), mem64: find(PciSpace::Mem64) }
 }
 
-fn scan_phb(index: usize, phb: &PhbInfo, mut cfg: crate::pci_config::RtasConfigSpace) -> Vec<Function> {
+fn scan_phb(index: usize, phb: &PhbInfo, mut cfg: RtasConfigSpace) -> Vec<Function> {
     let mut functions = match enumerate(&mut cfg, 0) {
         Ok(functions) => functions,
         Err(e) => {
             println!("  PCI enumeration of {} failed: {e:?}", phb.path);
-            kv!(alloc::format!("phb.{index}.error"), "enumeration failed: {e:?}");
+            kv!(format!("phb.{index}.error"), "enumeration failed: {e:?}");
             return Vec::new();
         }
     };
@@ -58,10 +61,10 @@ fn scan_phb(index: usize, phb: &PhbInfo, mut cfg: crate::pci_config::RtasConfigS
         Ok(assignments) => assignments,
         Err(e) => {
             println!("  BAR assignment on {} failed: {e:?}", phb.path);
-            alloc::vec::Vec::new()
+            Vec::new()
         }
     };
-    kv!(alloc::format!("phb.{index}.functions"), "{}", functions.len());
+    kv!(format!("phb.{index}.functions"), "{}", functions.len());
     for function in &functions {
         report::function(index, phb, function, &assignments);
     }
@@ -70,16 +73,9 @@ fn scan_phb(index: usize, phb: &PhbInfo, mut cfg: crate::pci_config::RtasConfigS
             .iter()
             .any(|f| f.bdf.bus == node.bus && f.bdf.device == node.device && f.bdf.function == node.function);
         if !found {
-            kv!(
-                alloc::format!("phb.{index}.dt_only"),
-                "{} ({:02x}:{:02x}.{})",
-                node.name,
-                node.bus,
-                node.device,
-                node.function
-            );
+            kv!(format!("phb.{index}.dt_only"), "{} ({:02x}:{:02x}.{})", node.name, node.bus, node.device, node.function);
         }
     }
-    kv!(alloc::format!("phb.{index}.config_calls"), "{}", cfg.calls);
+    kv!(format!("phb.{index}.config_calls"), "{}", cfg.calls());
     functions
 }

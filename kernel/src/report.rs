@@ -8,6 +8,7 @@ use arch_ppc64::println;
 use core::fmt::Write;
 use drivers::devtree::phb::{PciSpace, PhbInfo};
 use drivers::devtree::platform::Platform;
+use drivers::iommu::MultiTce;
 use drivers::pci::{Assignment, BarKind, BarOrigin, Function};
 
 /// Prints one machine-readable fact.
@@ -59,11 +60,6 @@ pub fn platform(platform: &Platform) {
     }
 }
 
-/// Whether the platform offers `H_PUT_TCE_INDIRECT`/`H_STUFF_TCE`.
-pub fn multi_tce(platform: &Platform) -> bool {
-    platform.rtas.as_ref().is_some_and(|r| r.has_hypertas("hcall-multi-tce"))
-}
-
 fn space_name(space: PciSpace) -> &'static str {
     match space {
         PciSpace::Config => "config",
@@ -74,7 +70,7 @@ fn space_name(space: PciSpace) -> &'static str {
 }
 
 /// One PHB's device-tree facts.
-pub fn phb(index: usize, phb: &PhbInfo, multi_tce: bool) {
+pub fn phb(index: usize, phb: &PhbInfo, multi_tce: MultiTce) {
     println!("== PHB {index}: {} (BUID {:#x})", phb.path, phb.buid);
     let key = |name: &str| alloc::format!("phb.{index}.{name}");
     kv!(key("path"), "{}", phb.path);
@@ -109,7 +105,7 @@ pub fn phb(index: usize, phb: &PhbInfo, multi_tce: bool) {
         }
         None => kv!(key("ddw_extensions"), "none"),
     }
-    kv!(key("multi_tce"), "{}", if multi_tce { "yes" } else { "no" });
+    kv!(key("multi_tce"), "{}", if multi_tce == MultiTce::Available { "yes" } else { "no" });
     kv!(key("dt_functions"), "{}", phb.children.len());
 }
 

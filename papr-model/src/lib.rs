@@ -7,31 +7,35 @@
 //!
 //! Two [`Profile`]s:
 //! - [`Profile::Qemu72`]: QEMU 7.2's `spapr_rtas_ddw.c` and `spapr_iommu.c`, quirks included;
-//! - [`Profile::PowervmVf`]: a PowerVM SR-IOV virtual function (§1.4 step 7, §4.4): one window
-//!   per PE (the query answers 0 while the default window exists), H_STUFF_TCE above 512 is
-//!   H_P4 (§6.1), 64K pages (`page_size_mask` configurable), a TCE budget that caps the largest
-//!   block so the window may be smaller than RAM (§4.4, §6.6), windows at bus 2^59, a 2 GiB
-//!   default window, and — after the Linux comment in `spapr_tce_take_ownership` (§1.9) that
-//!   reset "doesn't clear the entries on the table" — a reset that brings the default window
-//!   back with whatever slot 0's table last held.
+//! - [`Profile::PowervmVf`]: a PowerVM SR-IOV virtual function (Linux `enable_ddw`'s
+//!   "windows_available == 0" path): one window per PE (the query answers 0 while the default
+//!   window exists), H_STUFF_TCE above 512 is H_P4 (Linux commit "powerpc/iommu: limit number
+//!   of TCEs to 512 for H_STUFF_TCE hcall"), 64K pages (`page_size_mask` configurable), a TCE
+//!   budget that caps the largest block so the window may be smaller than RAM, windows at bus
+//!   2^59, a 2 GiB default window, and — after the Linux comment in
+//!   `spapr_tce_take_ownership` that reset "doesn't clear the entries on the table" — a reset
+//!   that brings the default window back with whatever slot 0's table last held.
 //!
-//! Behaviour follows ../shared/docs/papr-ddw-facts.md:
-//! - §2.2/§7: default window LIOBN 0x80000000, bus 0, 1 GiB, 4 KiB pages; LIOBNs
-//!   `0x80000000 | n`; query mask 0x107 for the default `pgsz` 0x1211000;
-//! - §2.3 (QEMU `spapr_rtas_ddw.c`): query answers 2 − active windows and a largest block of
+//! Behaviour follows QEMU 7.2 and LoPAR, with the constants of [`papr`] (the model's own, not
+//! the driver's):
+//! - QEMU `hw/ppc/spapr_pci.c` / `spapr_iommu.c`: default window LIOBN 0x80000000, bus 0,
+//!   1 GiB, 4 KiB pages; LIOBNs `0x80000000 | n` (`SPAPR_PCI_LIOBN`); query mask 0x107 for the
+//!   default `pgsz` 0x1211000;
+//! - QEMU `hw/ppc/spapr_rtas_ddw.c`: query answers 2 − active windows and a largest block of
 //!   2^31 (5 outputs) or 2^37 (6 outputs); create rejects a page shift missing from the mask or
 //!   a window below one page with −3, more than 2^31 TCEs or no free window with −1, places the
 //!   window at 0 when no window is active else at 2^59, and takes the first free LIOBN; remove
 //!   of an unknown window is −3 and does not restore the default; reset restores it;
-//! - §2.4 (QEMU `spapr_iommu.c` and KVM `book3s_64_vio.c`): IOBAs must lie inside the window
-//!   and be page aligned, TCE addresses page aligned, else H_PARAMETER; H_PUT_TCE_INDIRECT
-//!   rejects more than 512 entries and stops at the first bad entry leaving earlier ones
-//!   written; H_STUFF_TCE checks the range and, with [`StuffLimit::Papr512`], answers H_P4
-//!   above 512 entries as PAPR/PowerVM do (QEMU does not).
+//! - QEMU `hw/ppc/spapr_iommu.c` and Linux `arch/powerpc/kvm/book3s_64_vio.c`: IOBAs must lie
+//!   inside the window and be page aligned, TCE addresses page aligned, else H_PARAMETER;
+//!   H_PUT_TCE_INDIRECT rejects more than 512 entries and stops at the first bad entry leaving
+//!   earlier ones written; H_STUFF_TCE checks the range and, with [`StuffLimit::Papr512`],
+//!   answers H_P4 above 512 entries as PAPR/PowerVM do (QEMU does not).
 //!
 //! [`TceCalls`]: drivers::iommu::hcall::TceCalls
 //! [`DdwRtas`]: drivers::iommu::rtas::DdwRtas
 
+pub mod papr;
 mod rtas;
 pub mod scenario;
 mod tce;
@@ -43,9 +47,8 @@ use std::vec::Vec;
 
 use drivers::addr::{BusAddr, Liobn, PhysAddr};
 use drivers::iommu::hcall::TceHcall;
-use drivers::iommu::plan::PAGE_SIZE_BITS;
 use drivers::iommu::rtas::DdwCall;
-use drivers::iommu::tce::{Tce, TcePermission};
+use drivers::iommu::tce::TcePermission;
 
 /// LIOBN of window `n` on PHB 0 (`SPAPR_PCI_LIOBN(0, n)`).
 pub const fn model_liobn(n: u32) -> Liobn {
@@ -64,7 +67,7 @@ pub const DEFAULT_WINDOW_SIZE: u64 = 1 << 30;
 /// Translates QEMU's `pgsz` property (bit n = 2^n bytes) into the query's page-size mask
 /// (QEMU `spapr_page_mask_to_query_mask`).
 pub fn query_mask_from_pgsz(pgsz: u64) -> u32 {
-    PAGE_SIZE_BITS.iter().filter(|&&(_, shift)| pgsz & (1u64 << shift) != 0).map(|&(bit, _)| bit).sum()
+    papr::QUERY_PAGE_SIZES.iter().filter(|&&(shift, _)| pgsz & (1u64 << shift) != 0).map(|&(_, bit)| bit).sum()
 }
 
 /// How H_STUFF_TCE treats counts above 512.
@@ -395,10 +398,15 @@ impl HypervisorModel {
     pub fn translate(&self, iova: BusAddr) -> Option<(PhysAddr, TcePermission)> {
         let window = self.windows().find(|w| iova >= w.bus_base && iova.get() < w.end())?;
         let offset = iova.get() - window.bus_base.get();
-        let tce = Tce::from_raw(*window.tces.get(&(offset >> window.page_shift))?);
+        let raw = *window.tces.get(&(offset >> window.page_shift))?;
         let page_mask = (1u64 << window.page_shift) - 1;
-        (!tce.is_clear())
-            .then(|| (PhysAddr((tce.raw() & !page_mask) | (offset & page_mask)), tce.permission()))
+        let permission = match (raw & papr::TCE_READ != 0, raw & papr::TCE_WRITE != 0) {
+            (false, false) => return None,
+            (true, false) => TcePermission::Read,
+            (false, true) => TcePermission::Write,
+            (true, true) => TcePermission::ReadWrite,
+        };
+        Some((PhysAddr((raw & !page_mask) | (offset & page_mask)), permission))
     }
 
     /// Logs `call` and returns the fault injected for it, if any.

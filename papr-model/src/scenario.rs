@@ -1,35 +1,51 @@
-//! One PE's whole DMA set-up run against the model — DDW enablement, then every device mapping
-//! a buffer, checking what the device reaches, and unmapping it — and the invariants every
-//! outcome must satisfy whatever calls failed:
+//! One PE's whole DMA set-up run against the model — the driver's own per-PE set-up
+//! ([`drivers::iommu::set_up`], the function the kernel calls), built from a [`Platform`] as
+//! the kernel builds it, then every device mapping a buffer, checking what the device reaches,
+//! and unmapping it — and the invariants every outcome must satisfy whatever calls failed:
 //! - every window the model holds is one the driver uses, or one the error names as not
 //!   removable (no leaked window);
 //! - the PE is left on its default window or on its DDW (single faults; a double fault may
 //!   leave it without a window only when the error says the reset failed);
 //! - every device can map a buffer (after one retry when the injected fault hit its own map
 //!   call) and reaches exactly that buffer through the IOMMU;
+//! - a failed map writes no entry and clears none but its own;
 //! - no window holds an entry the driver does not account for: a direct DDW holds exactly
 //!   RAM at base + physical, every other window only the buffers still mapped.
 //!
 //! The fault sweep (`tests/fault_sweep.rs`) and the fuzzer drive these.
 
+#![allow(unsafe_code)]
+
+use std::collections::BTreeMap;
 use std::format;
 use std::string::String;
 use std::vec::Vec;
 
 use drivers::addr::{BusAddr, Liobn, PhysAddr, PhysRange};
-use drivers::devtree::dma_window::DdwExtensions;
-use drivers::dma::{DeviceDma, DmaHandle, MapBufferError, PeDma, WarmError};
-use drivers::iommu::ddw::{enable_ddw, DdwError, DdwMapping, DefaultWindow, PeRequest};
-use drivers::iommu::handover::{ensure_default, take_over, Handover, TakeOverError, WarmPolicy};
+use drivers::cmdline::DdwPolicy;
+use drivers::devices::{DmaDevice, EDU, VIRTIO_BLK};
+use drivers::devtree::dma_window::{DdwApplicable, DdwExtensions, DmaWindowProp};
+use drivers::devtree::hotplug::{HotplugMemory, HotplugSource};
+use drivers::devtree::pci_node::PciNodeInfo;
+use drivers::devtree::phb::{PciRange, PciSpace, PhbInfo};
+use drivers::devtree::platform::Platform;
+use drivers::devtree::rtas::RtasInfo;
+use drivers::dma::{DeviceDma, DmaMapping, DmaMemory, DmaMode, DmaTranslation, MapBufferError, PeDma, WarmError};
+use drivers::iommu::ddw::{DdwError, DdwMapping};
+use drivers::iommu::handover::{Handover, TakeOverError, WarmPolicy};
+use drivers::iommu::pe::{set_up, PeSetUp, SetUpReport, Start};
 use drivers::iommu::{
-    BufferError, BusyWait, CreateError, Delay, DmaDirection, DmaMask, DmaWindow, DynamicWindow, MultiTce,
-    PeAddress, TcePermission,
+    BufferError, BusyWait, CreateError, Delay, DmaDirection, DmaMask, DmaWindow, MultiTce, PeAddress, TcePermission,
 };
+use drivers::pci::Bdf;
 
 use crate::{model_liobn, HypervisorModel, ModelConfig, MODEL_BUID};
 
-/// The PE every scenario sets up.
+/// The PE every scenario sets up (its first device is at 00:01.0).
 pub const PE: PeAddress = PeAddress { config_addr: 0x800, buid: MODEL_BUID };
+
+/// The PHB's node path.
+const PHB_PATH: &str = "/pci@800000020000000";
 
 /// Counts busy waits instead of waiting.
 #[derive(Debug, Default)]
@@ -41,6 +57,26 @@ pub struct CountingDelay {
 impl Delay for CountingDelay {
     fn wait(&mut self, _: BusyWait) {
         self.waits += 1;
+    }
+}
+
+/// Memory the model pretends a device reaches: an address and a length, no bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ModelMemory {
+    /// The pretend guest-physical address.
+    pub phys: PhysAddr,
+    /// Its length.
+    pub len: u64,
+}
+
+// SAFETY: the model's devices reach no real memory; the address and length never change.
+unsafe impl DmaMemory for ModelMemory {
+    fn phys(&self) -> PhysAddr {
+        self.phys
+    }
+
+    fn len(&self) -> u64 {
+        self.len
     }
 }
 
@@ -57,14 +93,14 @@ pub struct Scenario {
     pub extensions: Option<DdwExtensions>,
     /// Whether the multi-TCE hcalls may be used.
     pub multi_tce: MultiTce,
-    /// `ddw=single`.
-    pub force_single_window: bool,
+    /// `ddw=`.
+    pub policy: DdwPolicy,
     /// A 28-bit device (like `edu`) shares the PE.
     pub narrow_device: bool,
     /// Early boot code keeps a buffer mapped in the default window during the set-up.
     pub early_mapping: bool,
-    /// Bus ranges a dynamic window must not hand out.
-    pub iova_holes: Vec<(BusAddr, u64)>,
+    /// The PHB's 32-bit MMIO windows (bus address, size): no window may hand them out.
+    pub mmio32: Vec<(u64, u64)>,
     /// Run the set-up a second time, as a kexec'd kernel would find things, with this policy
     /// for the window the first left.
     pub warm_restart: Option<WarmPolicy>,
@@ -80,33 +116,84 @@ impl Scenario {
             ram_end,
             extensions: Some(DdwExtensions { cells: config.extensions_cells().to_vec() }),
             multi_tce: MultiTce::Available,
-            force_single_window: false,
+            policy: DdwPolicy::Auto,
             narrow_device: false,
             early_mapping: false,
-            iova_holes: Vec::new(),
+            mmio32: Vec::new(),
             warm_restart: None,
         }
     }
 
-    /// The DDW request for this scenario's PE, with `default` as its default window.
-    pub fn request(&self, default: Option<DefaultWindow>) -> PeRequest<'_> {
-        PeRequest {
-            pe: PE,
-            extensions: self.extensions.as_ref(),
-            ram: &self.ram,
-            ram_end: self.ram_end,
-            device_mask_bits: 64,
-            multi_tce: self.multi_tce,
-            default,
-            force_single_window: self.force_single_window,
-            iova_holes: &self.iova_holes,
-        }
+    /// QEMU's 32-bit MMIO window: 2 GiB at bus 2 GiB.
+    pub fn with_qemu_mmio32(self) -> Self {
+        Self { mmio32: vec![(0x8000_0000, 0x8000_0000)], ..self }
+    }
+
+    /// The platform the kernel would read from this PE's device tree.
+    pub fn platform(&self) -> Platform {
+        let ram_top = self.ram.iter().map(PhysRange::end).max().unwrap_or(0);
+        let hotplug = (self.ram_end > ram_top).then_some(HotplugMemory {
+            max_addr: self.ram_end,
+            lmb_size: 256 << 20,
+            source: HotplugSource::DynamicMemoryV2,
+        });
+        let hypertas = match self.multi_tce {
+            MultiTce::Available => vec![String::from("hcall-multi-tce")],
+            MultiTce::Unavailable => Vec::new(),
+        };
+        let rtas = RtasInfo { tokens: Vec::new(), hypertas, rtas_size: None };
+        let ranges = self
+            .mmio32
+            .iter()
+            .map(|&(bus, size)| PciRange {
+                space: PciSpace::Mem32,
+                prefetchable: false,
+                bus_addr: bus,
+                cpu_addr: PhysAddr(0x2000_0000_0000 + bus),
+                size,
+            })
+            .collect();
+        let node = |name: &str, device: u8| PciNodeInfo {
+            name: String::from(name),
+            path: format!("{PHB_PATH}/{name}"),
+            has_dma_window: false,
+            depth: 0,
+            bus: 0,
+            device,
+            function: 0,
+            vendor_id: None,
+            device_id: None,
+            class_code: None,
+        };
+        let phb = PhbInfo {
+            path: String::from(PHB_PATH),
+            buid: self.config.buid,
+            ranges,
+            dma_window: Some(DmaWindowProp {
+                liobn: model_liobn(0),
+                bus_addr: BusAddr(0),
+                size: self.config.default_window_size,
+            }),
+            ddw_applicable: Some(DdwApplicable { query: 0x20, create: 0x21, remove: 0x22 }),
+            ddw_extensions: self.extensions.clone(),
+            children: vec![node("scsi@1", 1), node("unknown@2", 2)],
+        };
+        Platform { memory: self.ram.clone(), hotplug, rtas: Some(rtas), phbs: vec![phb], ..Platform::default() }
     }
 
     /// The default window as `ibm,dma-window` describes it.
     pub fn default_window(&self) -> DmaWindow {
-        let shift = 63 - self.config.default_window_size.leading_zeros();
-        DmaWindow::new(model_liobn(0), BusAddr(0), 12, shift).expect("the profile's default window is valid")
+        let size = self.config.default_window_size;
+        DmaWindow::with_size(model_liobn(0), BusAddr(0), 12, size).expect("the profile's default window is valid")
+    }
+
+    /// The PE's devices: a virtio-blk at 00:01.0 and, with `narrow_device`, an `edu` at 00:02.0.
+    pub fn devices(&self) -> Vec<DmaDevice> {
+        let mut devices = vec![DmaDevice { bdf: Bdf { bus: 0, device: 1, function: 0 }, driver: &VIRTIO_BLK }];
+        if self.narrow_device {
+            devices.push(DmaDevice { bdf: Bdf { bus: 0, device: 2, function: 0 }, driver: &EDU });
+        }
+        devices
     }
 }
 
@@ -116,7 +203,7 @@ pub struct DeviceReport {
     /// The device's DMA mask bits.
     pub mask_bits: u32,
     /// Its mode, or why it has none.
-    pub mode: Result<drivers::dma::DmaMode, String>,
+    pub mode: Result<DmaMode, String>,
 }
 
 /// What a run left behind.
@@ -126,8 +213,12 @@ pub struct Outcome {
     pub model: HypervisorModel,
     /// The DDW step's error, if it failed.
     pub error: Option<DdwError>,
+    /// The first set-up's report.
+    pub report: SetUpReport,
     /// The window the first set-up handed over, on a warm restart.
     pub found: Option<Handover>,
+    /// The warm restart's report.
+    pub warm_report: Option<SetUpReport>,
     /// The warm restart's error, if it failed.
     pub warm_error: Option<WarmError>,
     /// The PE's DMA state afterwards.
@@ -147,10 +238,10 @@ pub struct Outcome {
 }
 
 /// A buffer each device maps: three pages at an odd offset, inside the first RAM range.
-fn probe_buffer(scenario: &Scenario, device: usize) -> (PhysAddr, u64) {
+fn probe_buffer(scenario: &Scenario, device: usize) -> ModelMemory {
     let first = scenario.ram.iter().find(|r| r.size >= 0x10_0000).copied();
     let base = first.map_or(0, |r| r.base.get());
-    (PhysAddr(base + 0x4_0000 + device as u64 * 0x1_0000 + 0x123), 0x2000)
+    ModelMemory { phys: PhysAddr(base + 0x4_0000 + device as u64 * 0x1_0000 + 0x123), len: 0x2000 }
 }
 
 /// Runs `scenario`, letting `inject` arm faults on the fresh model first.
@@ -158,76 +249,80 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
     let mut model = HypervisorModel::new(scenario.config);
     inject(&mut model);
     let mut delay = CountingDelay::default();
-    let default_window = scenario.default_window();
-    let mut pe = PeDma { default: Some(DynamicWindow::new(default_window, scenario.multi_tce)), ddw: None };
+    let platform = scenario.platform();
+    let devices = scenario.devices();
+    let setup = PeSetUp::for_phb(&platform, &platform.phbs[0], &devices, scenario.policy);
+    let mut pe = setup.initial_dma();
     let mut log = RunLog::default();
 
     let early = scenario.early_mapping.then(|| {
-        let default = pe.default.as_mut().expect("set above");
-        let mask = DmaMask::from_bits(32);
-        default.map_buffer(&mut model, PhysAddr(0x1000), 0x1000, DmaDirection::Bidirectional, mask).ok()
+        let early = DeviceDma { mode: pe.choose_mode(DmaMask::from_bits(32), DmaTranslation::Iommu).ok()?, mask: DmaMask::from_bits(32) };
+        let memory = ModelMemory { phys: PhysAddr(0x1000), len: 0x1000 };
+        early.map(&mut pe, &mut model, memory, DmaDirection::Bidirectional).ok().map(|mapping| (early, mapping))
     });
-    let default = pe.default.as_ref().map(|d| DefaultWindow {
-        window: *d.window(),
-        live_pages: d.in_use(),
-        narrow_devices: u32::from(scenario.narrow_device),
-    });
-    let request = scenario.request(default);
-    let error = pe.settle(enable_ddw(&mut model, &mut delay, &request)).err();
+    let report = set_up(&mut model, &mut delay, &setup, Start::Fresh, &mut pe);
+    let error = report.ddw_error().cloned();
 
-    if let Some(Some(mapping)) = early {
-        let default = pe.default.as_mut();
-        match default.map(|d| d.unmap(&mut model, mapping)) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => match pe.default.as_mut().map(|d| d.unmap(&mut model, e.mapping)) {
-                Some(Ok(())) => {}
-                Some(Err(e)) => log.kept_mapped.push((e.mapping.liobn(), e.mapping.iova())),
-                None => log.violations.push("the early mapping lost its window".into()),
-            },
-            None => log.violations.push("the default window with a live mapping was given up".into()),
+    if let Some(Some((early, mapping))) = early {
+        if let Err(failure) = early.unmap(&mut pe, &mut model, mapping) {
+            match early.unmap(&mut pe, &mut model, failure.mapping) {
+                Ok(_) => {}
+                Err(failure) => {
+                    let (liobn, iova) = (mode_liobn(failure.mapping.mode()), failure.mapping.bus_addr());
+                    match liobn {
+                        Some(liobn) if pe.default.is_some() => log.kept_mapped.push((liobn, iova)),
+                        _ => log.violations.push("the default window with a live mapping was given up".into()),
+                    }
+                }
+            }
         }
     }
 
-    let (mut found, mut warm_error) = (None, None);
+    let (mut found, mut warm_error, mut warm_report) = (None, None, None);
     if let Some(policy) = scenario.warm_restart {
         // The next kernel knows the device tree and the handover, nothing else.
-        found = pe.ddw.as_ref().map(|ddw| Handover::of(PE, ddw));
-        let default = || Some(DynamicWindow::new(default_window, scenario.multi_tce));
-        let mut next = PeDma::default();
-        let request = scenario.request(Some(DefaultWindow {
-            window: default_window,
-            live_pages: 0,
-            narrow_devices: u32::from(scenario.narrow_device),
-        }));
-        warm_error = match &found {
-            Some(found) => {
-                let result = take_over(&mut model, &mut delay, &request, found, policy);
-                next.settle_take_over(found, default(), result).err()
-            }
-            None => match ensure_default(&mut model, &mut delay, &request) {
-                Ok(_) => {
-                    next.default = default();
-                    next.settle(enable_ddw(&mut model, &mut delay, &request)).err().map(WarmError::Fresh)
-                }
-                Err(error) => Some(WarmError::TakeOver(error)),
-            },
-        };
+        found = pe.handover(PE);
+        let mut next = setup.initial_dma();
+        let report = set_up(&mut model, &mut delay, &setup, Start::Warm { policy, found }, &mut next);
+        warm_error = report.warm_error();
+        warm_report = Some(report);
         pe = next;
+        // What the first set-up could not unmap is still in the hypervisor's tables, which
+        // this set-up's allocators believe empty.
+        log.inherited = log.kept_mapped.clone();
     }
 
-    let mut devices = Vec::new();
-    let masks: &[u32] = if scenario.narrow_device { &[64, 28] } else { &[64] };
-    for (index, &bits) in masks.iter().enumerate() {
-        let mask = DmaMask::from_bits(bits);
-        let mode = pe.choose_mode(mask, true);
-        devices.push(DeviceReport { mask_bits: bits, mode: mode.map_err(|e| format!("{e}")) });
+    let mut reports = Vec::new();
+    for (index, device) in devices.iter().enumerate() {
+        let mask = device.driver.dma_mask();
+        let mode = pe.choose_mode(mask, DmaTranslation::Iommu);
+        reports.push(DeviceReport { mask_bits: device.driver.dma_mask_bits, mode: mode.map_err(|e| format!("{e}")) });
         let Ok(mode) = mode else { continue };
-        let device = DeviceDma { mode, mask };
-        let (phys, len) = probe_buffer(scenario, index);
-        exercise_device(&mut model, &mut pe, &device, phys, len, &mut log);
+        exercise_device(&mut model, &mut pe, &DeviceDma { mode, mask }, probe_buffer(scenario, index), &mut log);
     }
-    let RunLog { violations, reported, kept_mapped, reserved_in } = log;
-    Outcome { model, error, found, warm_error, pe, devices, kept_mapped, violations, reported, reserved_in }
+    let RunLog { violations, reported, kept_mapped, reserved_in, .. } = log;
+    Outcome {
+        model,
+        error,
+        report,
+        found,
+        warm_report,
+        warm_error,
+        pe,
+        devices: reports,
+        kept_mapped,
+        violations,
+        reported,
+        reserved_in,
+    }
+}
+
+/// The window a TCE-mapped buffer of `mode` lives in.
+fn mode_liobn(mode: DmaMode) -> Option<Liobn> {
+    match mode {
+        DmaMode::DdwIommu { liobn } | DmaMode::DefaultIommu { liobn } => Some(liobn),
+        DmaMode::Bypass | DmaMode::Direct { .. } => None,
+    }
 }
 
 #[derive(Default)]
@@ -236,31 +331,75 @@ struct RunLog {
     reported: Vec<String>,
     kept_mapped: Vec<(Liobn, BusAddr)>,
     reserved_in: Vec<Liobn>,
+    /// Buffers the first set-up of a warm restart left mapped (`kept_mapped` then).
+    inherited: Vec<(Liobn, BusAddr)>,
+}
+
+/// Every window's entries.
+fn tables(model: &HypervisorModel) -> Vec<(Liobn, BTreeMap<u64, u64>)> {
+    model.windows().map(|window| (window.liobn, window.tces.clone())).collect()
+}
+
+/// How a map that failed and reported its entries cleared changed the tables, if it did:
+/// it may not write an entry, and may clear only entries no mapping of this set-up accounts
+/// for (a previous set-up's, at IOVAs this set-up's allocator believes free).
+fn failed_map_change(
+    model: &HypervisorModel,
+    before: &[(Liobn, BTreeMap<u64, u64>)],
+    inherited: &[(Liobn, BusAddr)],
+) -> Option<&'static str> {
+    for window in model.windows() {
+        let old = before.iter().find(|(liobn, _)| *liobn == window.liobn).map(|(_, tces)| tces);
+        if window.tces.iter().any(|(index, raw)| old.and_then(|old| old.get(index)) != Some(raw)) {
+            return Some("left TCEs behind");
+        }
+    }
+    for (liobn, tces) in before {
+        let Some(window) = model.window(*liobn) else { return Some("lost a window") };
+        // A kept buffer is at most 4 pages, as in `stale_entries`.
+        let first = |iova: BusAddr| iova.get().checked_sub(window.bus_base.get()).map(|o| o >> window.page_shift);
+        let inherited_at = |index: u64| {
+            inherited.iter().any(|&(l, iova)| l == *liobn && first(iova).is_some_and(|k| index >= k && index < k + 4))
+        };
+        if tces.keys().any(|index| !window.tces.contains_key(index) && !inherited_at(*index)) {
+            return Some("cleared TCEs it had not written");
+        }
+    }
+    None
 }
 
 fn map_with_retry(
     model: &mut HypervisorModel,
     pe: &mut PeDma,
     device: &DeviceDma,
-    phys: PhysAddr,
-    len: u64,
+    memory: ModelMemory,
     log: &mut RunLog,
-) -> Option<DmaHandle> {
+) -> Option<DmaMapping<ModelMemory>> {
+    let mut memory = Some(memory);
     for attempt in 0..2 {
-        let before = model.mapped_entries();
-        let error = match device.map(pe, model, phys, len, DmaDirection::Bidirectional) {
-            Ok(handle) => return Some(handle),
-            Err(error) => error,
+        let before = tables(model);
+        let failure = match device.map(pe, model, memory.take()?, DmaDirection::Bidirectional) {
+            Ok(mapping) => return Some(mapping),
+            Err(failure) => failure,
         };
+        let error = failure.error;
+        memory = failure.memory;
         match error {
             MapBufferError::Iommu(BufferError::Hcall { cleanup: Some(_), error: failed }) => {
                 log.reported.push(format!("{error}"));
                 log.reserved_in.push(failed.call.liobn());
+                if memory.is_some() {
+                    log.violations.push(format!("a map whose cleanup failed handed its memory back: {error}"));
+                }
             }
-            _ if model.mapped_entries() != before => {
-                log.violations.push(format!("a failed map left TCEs behind: {error}"))
+            _ => {
+                if memory.is_none() {
+                    log.violations.push(format!("a map that cleaned up kept its memory: {error}"));
+                }
+                if let Some(change) = failed_map_change(model, &before, &log.inherited) {
+                    log.violations.push(format!("a failed map {change}: {error}"));
+                }
             }
-            _ => {}
         }
         if attempt == 1 {
             log.reported.push(format!("mask {:#x}: the device cannot map a buffer: {error}", device.mask.0));
@@ -269,48 +408,49 @@ fn map_with_retry(
     None
 }
 
-/// Maps `[phys, phys+len)` (retrying once), checks every byte's page translates to it, unmaps
+/// Maps the memory (retrying once), checks every byte's page translates to it, unmaps
 /// (retrying once) and checks the IOVAs no longer reach memory.
 fn exercise_device(
     model: &mut HypervisorModel,
     pe: &mut PeDma,
     device: &DeviceDma,
-    phys: PhysAddr,
-    len: u64,
+    memory: ModelMemory,
     log: &mut RunLog,
 ) {
-    let Some(handle) = map_with_retry(model, pe, device, phys, len, log) else { return };
-    let bus = handle.bus_addr();
+    let (phys, len) = (memory.phys, memory.len);
+    let Some(mapping) = map_with_retry(model, pe, device, memory, log) else { return };
+    let bus = mapping.bus_addr();
     if bus.get().checked_add(len - 1).is_none_or(|last| last > device.mask.highest()) {
         log.violations.push(format!("{bus} + {len:#x} is beyond the device's mask {:#x}", device.mask.0));
     }
-    let reach = |model: &HypervisorModel, offset: u64| match handle {
-        DmaHandle::Fixed { .. } if matches!(device.mode, drivers::dma::DmaMode::Bypass) => {
-            Some((PhysAddr(bus.get() + offset), TcePermission::ReadWrite))
-        }
+    let reach = |model: &HypervisorModel, offset: u64| match device.mode {
+        DmaMode::Bypass => Some((PhysAddr(bus.get() + offset), TcePermission::ReadWrite)),
         _ => model.translate(BusAddr(bus.get() + offset)),
     };
     for offset in [0, 0xfff, len / 2, len - 1] {
         let seen = reach(model, offset);
         if seen != Some((PhysAddr(phys.get() + offset), TcePermission::ReadWrite)) {
-            log.violations
-                .push(format!("{bus}+{offset:#x} reaches {seen:?}, not {:#x}", phys.get() + offset));
+            log.violations.push(format!("{bus}+{offset:#x} reaches {seen:?}, not {:#x}", phys.get() + offset));
         }
     }
-    let unmapped = match device.unmap(pe, model, handle) {
-        Ok(()) => Ok(()),
-        Err(e) => device.unmap(pe, model, DmaHandle::Mapped(e.mapping)),
+    let unmapped = match device.unmap(pe, model, mapping) {
+        Ok(memory) => Ok(memory),
+        Err(failure) => device.unmap(pe, model, failure.mapping),
     };
     match unmapped {
-        Ok(()) if matches!(device.mode, drivers::dma::DmaMode::Direct { .. }) => {}
-        Ok(()) => {
+        Ok(memory) if memory.phys != phys => log.violations.push(format!("unmap gave back {memory:?}, not {phys}")),
+        Ok(_) if matches!(device.mode, DmaMode::Direct { .. }) => {}
+        Ok(_) => {
             for offset in [0, len - 1] {
                 if let Some(seen) = model.translate(BusAddr(bus.get() + offset)) {
                     log.violations.push(format!("{bus}+{offset:#x} still reaches {seen:?} after unmap"));
                 }
             }
         }
-        Err(e) => log.kept_mapped.push((e.mapping.liobn(), e.mapping.iova())),
+        Err(failure) => {
+            let liobn = mode_liobn(failure.mapping.mode()).unwrap_or(model_liobn(0));
+            log.kept_mapped.push((liobn, failure.mapping.bus_addr()));
+        }
     }
 }
 
@@ -412,15 +552,13 @@ fn stale_entries(scenario: &Scenario, outcome: &Outcome, lost: impl Fn(Liobn) ->
             .kept_mapped
             .iter()
             .filter(|(liobn, _)| *liobn == window.liobn)
-            .map(|(_, iova)| (iova.get() - window.bus_base.get()) >> window.page_shift)
+            .filter_map(|(_, iova)| iova.get().checked_sub(window.bus_base.get()))
+            .map(|offset| offset >> window.page_shift)
             .collect();
         let is_direct = direct.is_some_and(|d| d.window.liobn() == window.liobn);
         let mut unexplained = 0usize;
         let mut expected_direct = 0u64;
         for (&index, &raw) in &window.tces {
-            if kept.iter().any(|&k| index >= k && index < k + 4) {
-                continue;
-            }
             let iova = window.bus_base.get() + (index << window.page_shift);
             let identity = is_direct
                 && raw & 3 == 3
@@ -430,9 +568,11 @@ fn stale_entries(scenario: &Scenario, outcome: &Outcome, lost: impl Fn(Liobn) ->
                     let phys = raw & !0xfff;
                     phys + page > r.base.get() && phys < r.end()
                 });
+            // A kept buffer's LIOBN may since name another window (the default window's, reused
+            // by a DDW that replaced it): that window's RAM entries are RAM's, not the buffer's.
             if identity {
                 expected_direct += 1;
-            } else {
+            } else if !kept.iter().any(|&k| index >= k && index < k + 4) {
                 unexplained += 1;
             }
         }

@@ -4,10 +4,12 @@
 
 use std::vec::Vec;
 
+use super::papr::hcall::{H_P4, H_PARAMETER};
+use super::papr::{TCES_PER_CALL, TCE_READ, TCE_WRITE};
 use super::{HypervisorModel, ModelCall, ModelWindow, StuffLimit};
 use drivers::addr::{BusAddr, Liobn};
-use drivers::iommu::hcall::{HcallError, TceCalls, TceHcall, H_P4, H_PARAMETER};
-use drivers::iommu::tce::{Tce, MAX_TCES_PER_CALL};
+use drivers::iommu::hcall::{HcallError, TceCalls, TceHcall};
+use drivers::iommu::tce::{ReadTce, Tce};
 
 /// The entry index for `ioba`, or H_PARAMETER if it is outside the window or not page aligned.
 fn entry_index(window: &ModelWindow, ioba: BusAddr) -> Result<u64, i64> {
@@ -21,12 +23,13 @@ fn entry_index(window: &ModelWindow, ioba: BusAddr) -> Result<u64, i64> {
 /// H_PARAMETER unless the TCE's address (without permission bits) is page aligned.
 fn check_tce(window: &ModelWindow, tce: Tce) -> Result<(), i64> {
     let page_mask = (1u64 << window.page_shift) - 1;
-    if tce.raw() & !3 & page_mask != 0 {
+    let permission = TCE_READ | TCE_WRITE;
+    if tce.raw() & !permission & page_mask != 0 {
         return Err(H_PARAMETER);
     }
     // KVM: a live TCE must point into guest memory.
     let address = tce.raw() & !page_mask;
-    if tce.raw() & 3 != 0 && window.guest_ram_end.is_some_and(|end| address >= end) {
+    if tce.raw() & permission != 0 && window.guest_ram_end.is_some_and(|end| address >= end) {
         return Err(H_PARAMETER);
     }
     Ok(())
@@ -111,7 +114,7 @@ impl TceCalls for HypervisorModel {
     fn put_tce_indirect(&mut self, liobn: Liobn, ioba: BusAddr, tces: &[Tce]) -> Result<(), HcallError> {
         let call = TceHcall::PutTceIndirect { liobn, ioba, count: tces.len() };
         self.tce_call(call, liobn, |window, fault| {
-            if tces.len() > MAX_TCES_PER_CALL {
+            if tces.len() > TCES_PER_CALL {
                 return Err(H_PARAMETER);
             }
             put_indirect(window, ioba, tces, fault)
@@ -122,7 +125,7 @@ impl TceCalls for HypervisorModel {
         let call = TceHcall::StuffTce { liobn, ioba, tce, count };
         let limit = self.config.stuff_limit;
         self.tce_call(call, liobn, |window, fault| {
-            if limit == StuffLimit::Papr512 && count as usize > MAX_TCES_PER_CALL {
+            if limit == StuffLimit::Papr512 && count as usize > TCES_PER_CALL {
                 return Err(H_P4);
             }
             match fault {
@@ -132,10 +135,10 @@ impl TceCalls for HypervisorModel {
         })
     }
 
-    fn get_tce(&mut self, liobn: Liobn, ioba: BusAddr) -> Result<Tce, HcallError> {
+    fn get_tce(&mut self, liobn: Liobn, ioba: BusAddr) -> Result<ReadTce, HcallError> {
         self.tce_call(TceHcall::GetTce { liobn, ioba }, liobn, |window, _| {
             let index = entry_index(window, ioba)?;
-            Ok(Tce::from_raw(window.tces.get(&index).copied().unwrap_or(0)))
+            Ok(ReadTce(window.tces.get(&index).copied().unwrap_or(0)))
         })
     }
 

@@ -1,14 +1,17 @@
 //! The model behaves like QEMU 7.2 where the driver depends on it.
 
 use super::*;
-use drivers::iommu::hcall::{TceCalls, H_P4, H_PARAMETER};
-use drivers::iommu::rtas::{DdwRtas, PeAddress, QueryOutputs, RTAS_HARDWARE_ERROR, RTAS_PARAMETER_ERROR};
+use drivers::iommu::hcall::TceCalls;
+use crate::papr::hcall::{H_P4, H_PARAMETER};
+use drivers::iommu::tce::{ReadTce, Tce, TcePermission};
+use drivers::iommu::rtas::{DdwRtas, PeAddress, QueryOutputs};
+use crate::papr::rtas::{HARDWARE_ERROR as RTAS_HARDWARE_ERROR, PARAMETER_ERROR as RTAS_PARAMETER_ERROR};
 
 const PE: PeAddress = PeAddress { config_addr: 0, buid: MODEL_BUID };
 const DEFAULT: Liobn = model_liobn(0);
 
 fn rw(phys: u64) -> Tce {
-    Tce::from_raw(phys | 3)
+    Tce::new(PhysAddr(phys), TcePermission::ReadWrite, 12).unwrap()
 }
 
 #[test]
@@ -57,18 +60,21 @@ fn remove_does_not_restore_default_and_reset_does() {
 fn put_and_get_check_ioba_and_alignment() {
     let mut model = HypervisorModel::default();
     model.put_tce(DEFAULT, BusAddr(0x5000), rw(0x9000)).unwrap();
-    assert_eq!(model.get_tce(DEFAULT, BusAddr(0x5000)), Ok(rw(0x9000)));
+    assert_eq!(model.get_tce(DEFAULT, BusAddr(0x5000)), Ok(ReadTce(0x9003)));
     assert_eq!(model.translate(BusAddr(0x5123)), Some((PhysAddr(0x9123), TcePermission::ReadWrite)));
     assert_eq!(model.translate(BusAddr(0x6000)), None);
     let misaligned_ioba = model.put_tce(DEFAULT, BusAddr(0x5008), rw(0x9000)).unwrap_err();
     assert_eq!(misaligned_ioba.status, H_PARAMETER);
-    let misaligned_tce = model.put_tce(DEFAULT, BusAddr(0x5000), rw(0x9800)).unwrap_err();
+    // A 4 KiB-aligned page in a window of 64 KiB pages.
+    let big = model.create(PE, 16, 30).unwrap();
+    let misaligned_tce = model.put_tce(big.liobn, big.bus_base, rw(0x9000)).unwrap_err();
     assert_eq!(misaligned_tce.status, H_PARAMETER);
     assert_eq!(model.put_tce(DEFAULT, BusAddr(1 << 30), rw(0)).unwrap_err().status, H_PARAMETER);
     assert_eq!(model.put_tce(model_liobn(1), BusAddr(0), rw(0)).unwrap_err().status, H_PARAMETER);
     model.put_tce(DEFAULT, BusAddr(0x5000), Tce::CLEAR).unwrap();
     assert_eq!(model.mapped_entries(), 0);
     assert_eq!(model.count(CallKind::PutTce), 6);
+    assert_eq!(model.window(big.liobn).map(|w| w.tces.len()), Some(0));
 }
 
 #[test]
@@ -93,8 +99,9 @@ fn indirect_limits_and_partial_writes() {
 #[test]
 fn stuff_limits() {
     let mut qemu = HypervisorModel::default();
-    assert_eq!(qemu.stuff_tce(DEFAULT, BusAddr(0), rw(0x800), 2).unwrap_err().status, H_PARAMETER);
-    qemu.stuff_tce(DEFAULT, BusAddr(0), Tce::from_raw(0x1), 600).unwrap();
+    let big = qemu.create(PE, 16, 30).unwrap();
+    assert_eq!(qemu.stuff_tce(big.liobn, big.bus_base, rw(0x1000), 2).unwrap_err().status, H_PARAMETER);
+    qemu.stuff_tce(DEFAULT, BusAddr(0), Tce::new(PhysAddr(0), TcePermission::Read, 12).unwrap(), 600).unwrap();
     assert_eq!(qemu.mapped_entries(), 600);
     assert_eq!(
         qemu.stuff_tce(DEFAULT, BusAddr(0x1000), Tce::CLEAR, 1 << 18).unwrap_err().status,

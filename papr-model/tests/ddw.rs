@@ -1,11 +1,13 @@
 //! Enabling a DDW against the QEMU-7.2 model: page size, sizing, counts, fallbacks, unwinding.
 
+use drivers::iommu::ddw::SingleWindowPath;
 use drivers::addr::*;
 use drivers::addr::{BusAddr, PhysAddr};
 use drivers::devtree::dma_window::DdwExtensions;
 use drivers::iommu::ddw::*;
 use drivers::iommu::plan::WindowLimit;
-use drivers::iommu::rtas::{BusyWait, RTAS_HARDWARE_ERROR};
+use drivers::iommu::rtas::BusyWait;
+use papr_model::papr::rtas::HARDWARE_ERROR as RTAS_HARDWARE_ERROR;
 use drivers::iommu::tce::TcePermission;
 use drivers::iommu::*;
 use papr_model::{
@@ -40,7 +42,7 @@ fn request<'a>(ram: &'a [PhysRange], ext: Option<&'a DdwExtensions>, ram_end: u6
         device_mask_bits: 64,
         multi_tce: MultiTce::Available,
         default: Some(DefaultWindow { window: default_window(), live_pages: 0, narrow_devices: 0 }),
-        force_single_window: false,
+        single_window: SingleWindowPath::WhenNoneFree,
         iova_holes: &[],
     }
 }
@@ -100,7 +102,7 @@ fn five_outputs_without_the_extension() {
     let ram = [range(0, 2 * GIB)];
     let mut hv = model(0x1211000);
     let ddw = enable_ddw(&mut hv, &mut NoDelay, &request(&ram, None, 2 * GIB)).unwrap();
-    assert_eq!((ddw.outputs, ddw.query.largest_block), (QueryOutputs::Five, 1 << 31));
+    assert_eq!((ddw.outputs, ddw.query.unwrap().largest_block), (QueryOutputs::Five, 1 << 31));
     let short = DdwExtensions { cells: vec![1, 0x2b] };
     let mut hv = model(0x1211000);
     let ddw = enable_ddw(&mut hv, &mut NoDelay, &request(&ram, Some(&short), 2 * GIB)).unwrap();
@@ -184,7 +186,7 @@ fn a_dynamic_window_no_larger_than_the_default_is_not_created() {
     assert_eq!(hv.count(CallKind::Create), 0);
     // On the single-window path the default window is not even cleared.
     let mut hv = model(0x1211000);
-    let req = PeRequest { force_single_window: true, ..req };
+    let req = PeRequest { single_window: SingleWindowPath::Always, ..req };
     assert!(matches!(enable_ddw(&mut hv, &mut NoDelay, &req), Err(DdwError::NoGain { .. })));
     assert_eq!(hv.count(CallKind::StuffTce) + hv.count(CallKind::Remove), 0);
 }
@@ -277,7 +279,7 @@ fn single_window_pe_replaces_its_default_window_in_slot_0() {
     let ram = [range(0, 2 * GIB)];
     let mut hv = single_window_model();
     // Something stale in the default window: it must be cleared before the removal.
-    hv.put_tce(model_liobn(0), BusAddr(0x5000), drivers::iommu::Tce::from_raw(0x9003)).unwrap();
+    hv.put_tce(model_liobn(0), BusAddr(0x5000), drivers::iommu::Tce::new(PhysAddr(0x9000), drivers::iommu::TcePermission::ReadWrite, 12).unwrap()).unwrap();
     hv.clear_log();
     let ddw = enable_ddw(&mut hv, &mut NoDelay, &request(&ram, Some(&ext), 2 * GIB)).unwrap();
     assert_eq!(ddw.slot, 0);
@@ -357,9 +359,9 @@ fn a_forced_single_window_on_qemu_lands_at_bus_0() {
     let ext = qemu_extensions();
     let ram = [range(0, 2 * GIB)];
     let mut hv = model(0x1211000);
-    let req = PeRequest { force_single_window: true, ..request(&ram, Some(&ext), 2 * GIB) };
+    let req = PeRequest { single_window: SingleWindowPath::Always, ..request(&ram, Some(&ext), 2 * GIB) };
     let ddw = enable_ddw(&mut hv, &mut NoDelay, &req).unwrap();
-    assert_eq!((ddw.slot, ddw.window.bus_base(), ddw.query.windows_available), (0, BusAddr(0), 2));
+    assert_eq!((ddw.slot, ddw.window.bus_base(), ddw.query.unwrap().windows_available), (0, BusAddr(0), 2));
     assert_eq!(hv.windows().count(), 1);
 }
 
@@ -372,7 +374,7 @@ fn a_dynamic_window_at_bus_0_avoids_mmio_and_msi() {
     let mut hv = model(0x1211000);
     let holes = [(BusAddr(0x8000_0000), 0x8000_0000), (BusAddr(0x400_0000_0000), 0x1_0000)];
     let req = PeRequest {
-        force_single_window: true,
+        single_window: SingleWindowPath::Always,
         device_mask_bits: 32,
         iova_holes: &holes,
         ..request(&ram, Some(&ext), 8 * GIB)

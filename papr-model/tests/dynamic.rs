@@ -11,18 +11,18 @@ const ALL: DmaMask = DmaMask(u64::MAX);
 
 /// The model with the default window replaced by a `2^window_shift` window of `2^page_shift`
 /// pages next to it (at 2^59), managed dynamically.
-fn dynamic(page_shift: u32, window_shift: u32, multi_tce: MultiTce) -> (HypervisorModel, DynamicWindow) {
+fn dynamic(page_shift: u32, window_shift: u32, multi_tce: MultiTce) -> (HypervisorModel, IovaWindow) {
     let mut model = HypervisorModel::default();
     let pe = PeAddress { config_addr: 0, buid: model.config().buid };
     let created = model.create(pe, page_shift, window_shift).unwrap();
     let window = DmaWindow::new(created.liobn, created.bus_base, page_shift, window_shift).unwrap();
     model.clear_log();
-    (model, DynamicWindow::new(window, multi_tce))
+    (model, IovaWindow::new(window, multi_tce))
 }
 
-fn default_window(multi_tce: MultiTce) -> (HypervisorModel, DynamicWindow) {
+fn default_window(multi_tce: MultiTce) -> (HypervisorModel, IovaWindow) {
     let window = DmaWindow::new(model_liobn(0), BusAddr(0), 12, 30).unwrap();
-    (HypervisorModel::default(), DynamicWindow::new(window, multi_tce))
+    (HypervisorModel::default(), IovaWindow::new(window, multi_tce))
 }
 
 #[test]
@@ -138,7 +138,7 @@ fn a_failed_unmap_hands_the_mapping_back() {
         dynamic.map_buffer(&mut model, PhysAddr(0x5000), 0x3000, DmaDirection::ToDevice, ALL).unwrap();
     model.inject(Fault { kind: CallKind::StuffTce, nth: 1, status: -1, entries_written: 0 });
     let error = dynamic.unmap(&mut model, mapping).unwrap_err();
-    assert!(matches!(error.reason, UnmapFailure::Hcall(HcallError { status: -1, .. })));
+    assert!(matches!(error.reason, UnmapReason::Hcall(HcallError { status: -1, .. })));
     assert_eq!(dynamic.in_use(), 3);
     assert!(error.to_string().starts_with("unmapping IOVA 0x1000 of window 0x80000000: H_STUFF_TCE("));
     dynamic.unmap(&mut model, error.mapping).unwrap();
@@ -151,7 +151,7 @@ fn mappings_belong_to_their_window() {
     let (_, mut second) = dynamic(24, 34, MultiTce::Available);
     let mapping = first.map_buffer(&mut model, PhysAddr(0x5000), 0x10, DmaDirection::ToDevice, ALL).unwrap();
     let error = second.unmap(&mut model, mapping).unwrap_err();
-    assert_eq!(error.reason, UnmapFailure::WrongWindow { window: model_liobn(1) });
+    assert_eq!(error.reason, UnmapReason::WrongWindow { window: model_liobn(1) });
     first.unmap(&mut model, error.mapping).unwrap();
 }
 

@@ -5,10 +5,11 @@
 //! [`papr_model::scenario::check`] must hold: no leaked window, the PE on its default window or
 //! its DDW, every device able to map DMA, no entry left that no mapping accounts for.
 
-use drivers::addr::{BusAddr, PhysAddr, PhysRange};
+use drivers::addr::{PhysAddr, PhysRange};
+use drivers::cmdline::DdwPolicy;
 use drivers::iommu::handover::WarmPolicy;
-use drivers::iommu::hcall::{H_HARDWARE, H_NOT_ENOUGH_RESOURCES, H_P4, H_PARAMETER};
-use drivers::iommu::rtas::{RTAS_BUSY, RTAS_HARDWARE_ERROR, RTAS_PARAMETER_ERROR};
+use papr_model::papr::hcall::{H_HARDWARE, H_NOT_ENOUGH_RESOURCES, H_P4, H_PARAMETER};
+use papr_model::papr::rtas::{BUSY as RTAS_BUSY, HARDWARE_ERROR as RTAS_HARDWARE_ERROR, PARAMETER_ERROR as RTAS_PARAMETER_ERROR};
 use drivers::iommu::MultiTce;
 use papr_model::scenario::{check, run, Scenario, Strictness};
 use papr_model::{CallKind, ModelConfig, Profile};
@@ -38,7 +39,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
     list.push(("qemu-7.2 direct + 28-bit device", direct));
 
     let mut single = Scenario::new(qemu, two_ranges.clone());
-    single.force_single_window = true;
+    single.policy = DdwPolicy::SingleWindow;
     list.push(("qemu-7.2 forced single window", single));
 
     let mut no_multi = Scenario::new(qemu, vec![range(0, 128 * MIB)]);
@@ -49,8 +50,8 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
     // A budget below RAM at bus 0: dynamic, with the 32-bit MMIO window and MSI kept out.
     let mut single_dynamic =
         Scenario::new(ModelConfig { tce_budget: Some(16), ..qemu }, vec![range(0, 512 * MIB)]);
-    single_dynamic.force_single_window = true;
-    single_dynamic.iova_holes = vec![(BusAddr(0x8000_0000), 0x8000_0000), (BusAddr(0x400_0000_0000), MIB)];
+    single_dynamic.policy = DdwPolicy::SingleWindow;
+    let single_dynamic = single_dynamic.with_qemu_mmio32();
     list.push(("qemu-7.2 single window, dynamic at bus 0", single_dynamic));
 
     list.push(("powervm-vf direct in slot 0", Scenario::new(vf, vec![range(0, 512 * MIB)])));

@@ -5,7 +5,8 @@
 //! panic, and every outcome must satisfy [`check`] (strict when no fault was injected).
 //! `FUZZ_CASES` sets the executions (default 2000; `./run.sh fuzz` runs a million).
 
-use drivers::addr::{BusAddr, PhysAddr, PhysRange};
+use drivers::addr::{PhysAddr, PhysRange};
+use drivers::cmdline::DdwPolicy;
 use drivers::devtree::dma_window::DdwExtensions;
 use drivers::iommu::handover::WarmPolicy;
 use drivers::iommu::MultiTce;
@@ -115,10 +116,10 @@ fn case() -> impl Strategy<Value = Case> {
                 ram_end,
                 extensions,
                 multi_tce: if no_multi { MultiTce::Unavailable } else { MultiTce::Available },
-                force_single_window: single,
+                policy: if single { DdwPolicy::SingleWindow } else { DdwPolicy::Auto },
                 narrow_device: narrow,
                 early_mapping: early,
-                iova_holes: vec![(BusAddr(0x8000_0000), 0x8000_0000), (BusAddr(0x400_0000_0000), MIB)],
+                mmio32: vec![(0x8000_0000, 0x8000_0000)],
                 warm_restart,
             };
             Case { scenario, faults }

@@ -10,7 +10,7 @@
 use drivers::addr::{PhysAddr, PhysRange};
 use drivers::dma::{DeviceDma, DmaMode, MapBufferError};
 use drivers::iommu::{BufferError, DmaDirection, DmaMask, MultiTce, TceHcall};
-use papr_model::scenario::{check, run, Scenario, Strictness};
+use papr_model::scenario::{ModelMemory, check, run, Scenario, Strictness};
 use papr_model::{query_mask_from_pgsz, CallKind, ModelCall, ModelConfig, Profile};
 
 const MIB: u64 = 1 << 20;
@@ -67,15 +67,18 @@ fn a_buffer_outside_guest_memory_is_refused_and_leaves_nothing() {
     let default = outcome.pe.default.as_ref().expect("the default window").window().liobn();
     let device = DeviceDma { mode: DmaMode::DefaultIommu { liobn: default }, mask: DmaMask::from_bits(32) };
     let before = outcome.model.mapped_entries();
-    let beyond = PhysAddr(scenario.ram[0].end().next_multiple_of(0x1000));
-    let error = device
-        .map(&mut outcome.pe, &mut outcome.model, beyond, 0x1000, DmaDirection::ToDevice)
+    let beyond = ModelMemory { phys: PhysAddr(scenario.ram[0].end().next_multiple_of(0x1000)), len: 0x1000 };
+    let failure = device
+        .map(&mut outcome.pe, &mut outcome.model, beyond, DmaDirection::ToDevice)
         .expect_err("KVM refuses a TCE outside guest memory");
+    let error = failure.error;
     assert!(matches!(error, MapBufferError::Iommu(BufferError::Hcall { cleanup: None, .. })), "{error:?}");
+    assert!(failure.memory.is_some(), "nothing is live, so the memory comes back");
     assert_eq!(outcome.model.mapped_entries(), before, "nothing left mapped");
     // The last page of RAM itself is fine.
-    let last = PhysAddr(scenario.ram[0].end() - 1);
-    assert!(device.map(&mut outcome.pe, &mut outcome.model, last, 1, DmaDirection::ToDevice).is_ok());
+    let last = ModelMemory { phys: PhysAddr(scenario.ram[0].end() - 1), len: 1 };
+    let mapping = device.map(&mut outcome.pe, &mut outcome.model, last, DmaDirection::ToDevice).unwrap();
+    device.unmap(&mut outcome.pe, &mut outcome.model, mapping).unwrap();
 }
 
 #[test]

@@ -4,7 +4,7 @@ use drivers::addr::*;
 use drivers::iommu::*;
 use std::vec::Vec;
 
-use drivers::iommu::hcall::H_NOT_ENOUGH_RESOURCES;
+use papr_model::papr::hcall::H_NOT_ENOUGH_RESOURCES;
 use drivers::iommu::plan::plan_window;
 use drivers::iommu::rtas::{BusyWait, DdwRtas, Delay, PeAddress, QueryOutputs};
 use drivers::iommu::window::create_window;

@@ -7,8 +7,8 @@
 use drivers::addr::{BusAddr, PhysAddr, PhysRange};
 use drivers::dma::DmaMode;
 use drivers::iommu::ddw::{DdwError, DdwMapping, SingleWindowRefusal};
-use drivers::iommu::hcall::H_HARDWARE;
-use drivers::iommu::rtas::{RTAS_BUSY, RTAS_HARDWARE_ERROR};
+use papr_model::papr::hcall::H_HARDWARE;
+use papr_model::papr::rtas::{BUSY as RTAS_BUSY, HARDWARE_ERROR as RTAS_HARDWARE_ERROR};
 use drivers::iommu::{CreateError, DdwCall, QueryOutputs, TceHcall, TcePermission, CREATE_ATTEMPTS};
 use papr_model::scenario::{check, run, Scenario, Strictness};
 use papr_model::{model_liobn, CallKind, Fault, ModelCall, ModelConfig, Profile, DMA64_WINDOW_BASE};
@@ -41,7 +41,7 @@ fn the_ddw_replaces_the_default_window_in_slot_0() {
     let ddw = outcome.pe.ddw.as_ref().expect("a DDW");
     assert_eq!(ddw.slot, 0);
     assert!(outcome.pe.default.is_none(), "the default window is gone");
-    assert_eq!(ddw.query.windows_available, 1, "the second query, after the removal");
+    assert_eq!(ddw.query.unwrap().windows_available, 1, "the second query, after the removal");
     assert_eq!(ddw.outputs, QueryOutputs::Six);
     assert_eq!((ddw.window.liobn(), ddw.window.bus_base()), (model_liobn(0), BusAddr(DMA64_WINDOW_BASE)));
     assert_eq!(ddw.window.page_shift(), 16, "the largest page the VF offers");

@@ -2,11 +2,13 @@
 //! [`Handover`] and reuses it or clears and removes it — no leaked window, no stale entry
 //! (papr-ddw-facts §1.9, §6.3).
 
+use drivers::iommu::pe::PeSetUp;
+use drivers::iommu::ddw::SingleWindowPath;
 use drivers::addr::{BusAddr, PhysAddr, PhysRange};
 use drivers::dma::PeDma;
 use drivers::iommu::ddw::{enable_ddw, DdwMapping, DefaultWindow, PeRequest};
 use drivers::iommu::handover::{ensure_default, take_over, Handover, TakeOver, WarmPolicy};
-use drivers::iommu::{DdwRtas, DmaDirection, DmaMask, DynamicWindow, TceCalls};
+use drivers::iommu::{DdwRtas, DmaDirection, DmaMask, IovaWindow, TceCalls};
 use papr_model::scenario::{check, run, CountingDelay, Scenario, Strictness, PE};
 use papr_model::{model_liobn, CallKind, HypervisorModel, ModelCall, ModelConfig, Profile};
 
@@ -96,8 +98,9 @@ fn a_reused_dynamic_window_drops_the_previous_kernels_buffers() {
     let scenario = Scenario::new(config, ram());
     let mut model = HypervisorModel::new(config);
     let mut delay = CountingDelay::default();
-    let default = scenario.default_window();
-    let request = scenario.request(Some(DefaultWindow { window: default, live_pages: 0, narrow_devices: 0 }));
+    let platform = scenario.platform();
+    let setup = PeSetUp::for_phb(&platform, &platform.phbs[0], &scenario.devices(), scenario.policy);
+    let request = setup.request(&setup.initial_dma()).expect("a DDW is asked for");
     let mut ddw = enable_ddw(&mut model, &mut delay, &request).expect("a DDW");
     let DdwMapping::Dynamic(dynamic) = &mut ddw.mapping else { panic!("expected a dynamic window") };
     let mask = DmaMask::from_bits(64);
@@ -130,13 +133,13 @@ fn a_default_window_removed_without_a_handover_is_reset() {
         device_mask_bits: 64,
         multi_tce: drivers::iommu::MultiTce::Available,
         default: Some(DefaultWindow { window: default, live_pages: 0, narrow_devices: 0 }),
-        force_single_window: false,
+        single_window: SingleWindowPath::WhenNoneFree,
         iova_holes: &[],
     };
     let restore = ensure_default(&mut model, &mut CountingDelay::default(), &request).unwrap();
     assert!(restore.is_some_and(|r| r.is_clean()));
     assert_eq!(model.count(CallKind::Reset), 1);
-    let mut default_window = DynamicWindow::new(default, request.multi_tce);
+    let mut default_window = IovaWindow::new(default, request.multi_tce);
     let mapping = default_window
         .map_buffer(&mut model, PhysAddr(0x5000), 0x1000, DmaDirection::ToDevice, DmaMask::from_bits(32))
         .unwrap();

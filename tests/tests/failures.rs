@@ -57,8 +57,8 @@ fn panic_slof() {
     check_panic(Firmware::Slof);
 }
 
-fn check_dsi(firmware: Firmware) {
-    let outcome = boot_failing(firmware, "dsi");
+fn check_data_segment(firmware: Firmware) {
+    let outcome = boot_failing(firmware, "segment");
     outcome.expect_kv("exception.vector", "0x380");
     let dar = outcome.require_hex("exception.dar");
     if dar != 0x0bad_0000_dead_0000 {
@@ -68,13 +68,13 @@ fn check_dsi(firmware: Firmware) {
 }
 
 #[test]
-fn dsi_vof() {
-    check_dsi(Firmware::Vof);
+fn data_segment_vof() {
+    check_data_segment(Firmware::Vof);
 }
 
 #[test]
-fn dsi_slof() {
-    check_dsi(Firmware::Slof);
+fn data_segment_slof() {
+    check_data_segment(Firmware::Slof);
 }
 
 #[test]

@@ -5,8 +5,10 @@
 //! `<class-name>@<slot>[,<fn>]`, with `vendor-id`, `device-id`, `class-code` (one cell each) and
 //! a `reg` whose entries use the IEEE 1275 PCI binding: 3 address cells (phys.hi, phys.mid,
 //! phys.lo) and 2 size cells, 5 cells per entry. Entry 0 is the config-space entry, phys.hi =
-//! `bus << 16 | dev << 11 | fn << 8`, which is exactly the RTAS config_addr
-//! (shared/docs/papr-ddw-facts.md §2.7). Nested bridge children are flattened into one list.
+//! `bus << 16 | dev << 11 | fn << 8`, which is exactly the RTAS config_addr (LoPAR
+//! "ibm,read-pci-config"). Nested bridge children are flattened into one list; each keeps its
+//! path and whether it carries its own `ibm,dma-window` (a PE below the PHB, as PowerVM
+//! describes per-slot PEs; Linux `pci_dma_find` walks up to the nearest such node).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -30,6 +32,10 @@ const SPACE_CODE_MASK: u32 = 0x0300_0000;
 pub struct PciNodeInfo {
     /// Node name, e.g. `virtio-net@1` or `ethernet@2,1`.
     pub name: String,
+    /// Full path, e.g. `/pci@800000020000000/pci@2/scsi@0`.
+    pub path: String,
+    /// Whether the node itself has `ibm,dma-window` (it is a PE's node).
+    pub has_dma_window: bool,
     /// Bridges between the PHB and this function (0 = directly on the PHB's root bus).
     pub depth: usize,
     /// Bus number.
@@ -65,6 +71,8 @@ impl PciNodeInfo {
         let (bus, device, function) = parse_bus_device_function(reg)?;
         Ok(Self {
             name: name.to_string(),
+            path: name.to_string(),
+            has_dma_window: false,
             depth,
             bus,
             device,
@@ -121,7 +129,11 @@ fn collect(
             cells::prop(node, "class-code"),
         );
         match parsed {
-            Ok(info) => found.push(info),
+            Ok(info) => found.push(PciNodeInfo {
+                path: path.clone(),
+                has_dma_window: cells::prop(node, "ibm,dma-window").is_some(),
+                ..info
+            }),
             Err(err) => {
                 problems.push(format!("{path}: {err}; PCI node skipped"));
                 continue;
@@ -209,6 +221,8 @@ mod tests {
         let names: Vec<(&str, usize, u8, u8)> =
             found.iter().map(|f| (f.name.as_str(), f.depth, f.bus, f.device)).collect();
         assert_eq!(names, [("pci@2", 0, 0, 2), ("scsi@0", 1, 1, 0)]);
+        assert_eq!(found[1].path, "/pci@800000020000000/pci@2/scsi@0");
+        assert!(!found[1].has_dma_window);
         assert_eq!(found[1].vendor_id, Some(0x1af4));
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("/pci@800000020000000/pci@2/broken@1: property reg"));

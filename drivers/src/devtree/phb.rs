@@ -1,7 +1,7 @@
 //! PCI host bridges (PHBs): BUID, address windows, DMA-window properties and PCI children.
 //!
-//! Facts (shared/docs/papr-ddw-facts.md §2.1, §7; boot-facts.md "What the default PHB showed"),
-//! all from QEMU 7.2 hw/ppc/spapr_pci.c `spapr_dt_phb`:
+//! Facts, all from QEMU 7.2 hw/ppc/spapr_pci.c `spapr_dt_phb` (and LoPAR "PHB Node
+//! Properties"):
 //! - a PHB is a root child `pci@<buid>` with `device_type = "pci"`, `compatible =
 //!   "IBM,Logical_PHB"`; `reg` = {BUID u64, 0 u64}, so the BUID is the first 2 cells (index 0:
 //!   0x0800_0000_2000_0000);
@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use fdt::node::FdtNode;
 use fdt::Fdt;
 
-use crate::addr::PhysAddr;
+use crate::addr::{BusAddr, PhysAddr};
 use crate::devtree::cells::{self, be_u32, check_cell_count, entry_count, CellCounts, CellReader};
 use crate::devtree::dma_window::{
     parse_ddw_applicable, parse_dma_window, DdwApplicable, DdwExtensions, DmaWindowProp,
@@ -133,7 +133,28 @@ pub struct PhbInfo {
     pub children: Vec<PciNodeInfo>,
 }
 
+/// QEMU's MSI doorbell: every sPAPR PHB decodes MSI writes at this bus address, inside its
+/// IOMMU's address space (QEMU include/hw/pci-host/spapr.h `SPAPR_PCI_MSI_WINDOW`); the device
+/// tree does not describe it.
+pub const QEMU_MSI_WINDOW: u64 = 0x400_0000_0000;
+/// The part of [`QEMU_MSI_WINDOW`] a window's allocator keeps clear.
+pub const QEMU_MSI_WINDOW_SIZE: u64 = 0x10_0000;
+
 impl PhbInfo {
+    /// Bus ranges a DMA window's allocator must never hand out on this PHB: its 32-bit MMIO
+    /// windows (a window at bus 0 would alias them; Linux `enable_ddw` reserves them) and the
+    /// MSI doorbell.
+    pub fn iova_holes(&self) -> Vec<(BusAddr, u64)> {
+        let mut holes: Vec<(BusAddr, u64)> = self
+            .ranges
+            .iter()
+            .filter(|r| r.space == PciSpace::Mem32)
+            .map(|r| (BusAddr(r.bus_addr), r.size))
+            .collect();
+        holes.push((BusAddr(QEMU_MSI_WINDOW), QEMU_MSI_WINDOW_SIZE));
+        holes
+    }
+
     /// BUID split into (high, low) cells, as RTAS PCI and DDW calls take it.
     pub fn buid_cells(&self) -> (u32, u32) {
         ((self.buid >> 32) as u32, self.buid as u32)

@@ -25,6 +25,7 @@ use crate::devtree::hotplug::{hotplug_memory, HotplugMemory};
 use crate::devtree::memory::memory_ranges_skipping_bad;
 use crate::devtree::phb::{phbs, PhbInfo};
 use crate::devtree::rtas::{rtas_info, RtasInfo};
+use crate::iommu::map::MultiTce;
 
 /// The platform as described by the device tree.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,6 +86,15 @@ impl Platform {
     pub fn max_possible_ram_addr(&self) -> u64 {
         let hotplug = self.hotplug.map_or(0, |h| h.max_addr);
         self.max_ram_addr().max(hotplug)
+    }
+
+    /// Whether the hypervisor offers H_PUT_TCE_INDIRECT and H_STUFF_TCE (`hcall-multi-tce` in
+    /// `/rtas/ibm,hypertas-functions`, LoPAR "Hypervisor RTAS properties").
+    pub fn multi_tce(&self) -> MultiTce {
+        match self.rtas.as_ref().is_some_and(|r| r.has_hypertas("hcall-multi-tce")) {
+            true => MultiTce::Available,
+            false => MultiTce::Unavailable,
+        }
     }
 
     /// The PHB with bus unit ID `buid`.

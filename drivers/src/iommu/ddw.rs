@@ -1,7 +1,8 @@
 //! Enabling a Dynamic DMA Window on one partitionable endpoint: query, plan, create, map.
 //!
-//! The sequence follows LoPAR (`sec_rtas_dma_window.xml`) and Linux `enable_ddw`
-//! (../shared/docs/papr-ddw-facts.md §0, §1.4):
+//! The sequence follows LoPAR ("Dynamic DMA Window (DDW) option": `ibm,query-pe-dma-window`,
+//! `ibm,create-pe-dma-window`, `ibm,remove-pe-dma-window`, `ibm,reset-pe-dma-windows`) and
+//! Linux `arch/powerpc/platforms/pseries/iommu.c : enable_ddw`:
 //! 1. `ibm,query-pe-dma-window` with 6 outputs when `ibm,ddw-extensions` entry 2 is 1, else 5;
 //! 2. pick the largest offered I/O page size and a window covering the highest RAM address
 //!    including hot-pluggable memory ([`plan_window`]);
@@ -12,18 +13,20 @@
 //! On any failure after the create, what was mapped is cleared and the window removed, so the
 //! PE is left exactly as it was: on its default window.
 //!
-//! A PE whose query answers 0 free windows (PowerVM SR-IOV VFs: one window per PE, §1.4 steps
-//! 7/13/16, §1.5) can only get a DDW in place of its default window: provided the default
-//! window has no live mapping and `ibm,ddw-extensions` offers the reset call, every TCE of the
-//! default window is cleared (H_STUFF_TCE ≤ 512), the window removed and the query repeated;
-//! the DDW then occupies table slot 0 (Linux ≥ 6.11 "table[0] for IOV VF's DDW"; QEMU puts it at
-//! bus address 0, §2.3). Any failure after the removal calls `ibm,reset-pe-dma-windows` and
-//! checks with a query and an H_GET_TCE that the default window is back. QEMU always answers
-//! a free window, so [`PeRequest::force_single_window`] takes this path on purpose.
+//! A PE whose query answers 0 free windows (PowerVM SR-IOV VFs: one window per PE; Linux
+//! `enable_ddw` "windows_available == 0" branch) can only get a DDW in place of its default
+//! window: provided the default window has no live mapping (Linux `iommu_table_in_use`) and
+//! `ibm,ddw-extensions` offers the reset call, every TCE of the default window is cleared
+//! (H_STUFF_TCE ≤ 512), the window removed and the query repeated; the DDW then occupies table
+//! slot 0 (Linux 6.11 "powerpc/pseries/iommu: Use the table[0] for IOV VF's DDW"; QEMU
+//! `rtas_ibm_create_pe_dma_window` puts it at bus address 0). Any failure after the removal
+//! calls `ibm,reset-pe-dma-windows` and checks with a query and an H_GET_TCE that the default
+//! window is back. QEMU always answers a free window, so [`SingleWindowPath::Always`] takes
+//! this path on purpose.
 
 use core::fmt;
 
-use super::dynamic::DynamicWindow;
+use super::iova_window::IovaWindow;
 use super::hcall::TceCalls;
 use alloc::boxed::Box;
 
@@ -36,6 +39,15 @@ use super::rtas::{
 use super::window::{create_window, CreateError, DmaWindow, WindowError};
 use crate::addr::{BusAddr, Liobn, PhysRange};
 use crate::devtree::dma_window::DdwExtensions;
+
+/// When the single-window path (replace the default window) is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SingleWindowPath {
+    /// Only when the query answers no free window.
+    WhenNoneFree,
+    /// Always (`ddw=single`), even when a window is free.
+    Always,
+}
 
 /// What the DDW setup of one PE needs to know.
 #[derive(Clone, Copy, Debug)]
@@ -54,8 +66,8 @@ pub struct PeRequest<'a> {
     pub multi_tce: MultiTce,
     /// The default window and how many of its pages are mapped (needed to replace it).
     pub default: Option<DefaultWindow>,
-    /// Treat the PE as a single-window PE even if the query offers a free window.
-    pub force_single_window: bool,
+    /// When to take the single-window path.
+    pub single_window: SingleWindowPath,
     /// Bus ranges a dynamic window must never hand out (32-bit MMIO, MSI doorbells).
     pub iova_holes: &'a [(BusAddr, u64)],
 }
@@ -118,7 +130,8 @@ pub struct Restore {
     /// Whether H_GET_TCE on the default window's first entry succeeded (the window exists).
     pub default_back: bool,
     /// The failure clearing the restored window, if any: reset need not clear the table
-    /// (§1.9), so whatever slot 0 held is cleared before the window is used again.
+    /// (Linux `spapr_tce_take_ownership`: the reset "doesn't clear the entries"), so whatever
+    /// slot 0 held is cleared before the window is used again.
     pub cleared: Option<HcallError>,
 }
 
@@ -166,14 +179,15 @@ pub enum DdwMapping {
     /// Bus address = bus base + physical address for all RAM.
     Direct,
     /// An IOVA allocator over the window.
-    Dynamic(DynamicWindow),
+    Dynamic(IovaWindow),
 }
 
 /// A Dynamic DMA Window in place on a PE.
 #[derive(Debug)]
 pub struct Ddw {
-    /// The query's answer.
-    pub query: QueryResponse,
+    /// The query's answer (`None` for a window taken over whose query failed: nothing is
+    /// known, and nothing is made up).
+    pub query: Option<QueryResponse>,
     /// Outputs the query was called with.
     pub outputs: QueryOutputs,
     /// The plan the window was created from.
@@ -190,7 +204,38 @@ pub struct Ddw {
     pub mapping: DdwMapping,
 }
 
+/// What a created window is, for the report (a [`Ddw`] without its allocator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DdwFacts {
+    /// The query's answer, if there is one.
+    pub query: Option<QueryResponse>,
+    /// Outputs the query was called with.
+    pub outputs: QueryOutputs,
+    /// The plan the window was created from.
+    pub plan: WindowPlan,
+    /// The window as created.
+    pub window: DmaWindow,
+    /// Its table slot.
+    pub slot: u32,
+    /// Hypercalls spent mapping RAM.
+    pub stats: MapStats,
+    /// RAM ranges mapped.
+    pub ranges: usize,
+    /// Direct or dynamic.
+    pub mode: WindowMode,
+}
+
 impl Ddw {
+    /// The window's facts.
+    pub fn facts(&self) -> DdwFacts {
+        let mode = match self.mapping {
+            DdwMapping::Direct => WindowMode::Direct,
+            DdwMapping::Dynamic(_) => WindowMode::Dynamic,
+        };
+        let Ddw { query, outputs, plan, window, slot, stats, ranges, .. } = *self;
+        DdwFacts { query, outputs, plan, window, slot, stats, ranges, mode }
+    }
+
     /// The bus-address offset of a direct window (`None` for a dynamic one).
     pub fn direct_offset(&self) -> Option<u64> {
         match self.mapping {
@@ -331,7 +376,7 @@ pub fn enable_ddw(
 ) -> Result<Ddw, DdwError> {
     let outputs = request.query_outputs();
     let query = hv.query(request.pe, outputs).map_err(DdwError::Query)?;
-    if query.windows_available > 0 && !request.force_single_window {
+    if query.windows_available > 0 && request.single_window == SingleWindowPath::WhenNoneFree {
         return create_and_map(hv, delay, request, query, 1);
     }
     let default = single_window_check(request, query)?;
@@ -432,7 +477,7 @@ fn create_and_map(
             }
         },
         WindowMode::Dynamic => {
-            let mut dynamic = DynamicWindow::with_holes(window, request.multi_tce, request.iova_holes);
+            let mut dynamic = IovaWindow::with_holes(window, request.multi_tce, request.iova_holes);
             // What the holes leave must still beat the default window.
             let usable = dynamic.allocator_mut().free_pages() << window.page_shift();
             if let Some(default) = request.default.filter(|d| usable <= d.window.size()) {
@@ -448,5 +493,5 @@ fn create_and_map(
         DdwMapping::Direct => request.ram.iter().filter(|r| r.size > 0).count(),
         DdwMapping::Dynamic(_) => 0,
     };
-    Ok(Ddw { query, outputs, plan, window, slot, stats, ranges, mapping })
+    Ok(Ddw { query: Some(query), outputs, plan, window, slot, stats, ranges, mapping })
 }

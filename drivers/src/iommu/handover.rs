@@ -19,7 +19,7 @@
 use core::fmt;
 
 use super::ddw::{enable_ddw, restore_default, twice, Ddw, DdwError, DdwMapping, PeRequest, Restore};
-use super::dynamic::DynamicWindow;
+use super::iova_window::IovaWindow;
 use super::hcall::TceCalls;
 use super::map::{clear_ram, clear_window, map_ram, MapError, MapStats};
 use super::plan::{WindowLimit, WindowMode, WindowPlan};
@@ -79,6 +79,8 @@ pub enum TakeOver {
         /// Set when removal was asked for but neither the removal nor the reset worked, so
         /// the cleared window is used again.
         instead_of: Option<TakeOverError>,
+        /// The query's failure, if it failed (the window is reused all the same).
+        query_error: Option<RtasError>,
     },
     /// The old window was cleared and removed (or the PE reset) and the set-up ran afresh.
     Replaced {
@@ -192,8 +194,11 @@ pub fn take_over(
                 // The reset did not happen, so the old window is still there (cleared): use
                 // it again rather than leave the PE without DMA.
                 if restore.reset.is_some() {
-                    if let Ok(TakeOver::Reused { ddw, checked, remapped, .. }) = reuse(hv, request, found) {
-                        return Ok(TakeOver::Reused { ddw, checked, remapped, instead_of: Some(error) });
+                    if let Ok(TakeOver::Reused { ddw, checked, remapped, query_error, .. }) =
+                        reuse(hv, request, found)
+                    {
+                        let instead_of = Some(error);
+                        return Ok(TakeOver::Reused { ddw, checked, remapped, instead_of, query_error });
                     }
                 }
                 return Err(error);
@@ -215,7 +220,11 @@ fn reuse(
     hv.get_tce(window.liobn(), window.bus_base())
         .map_err(|error| MapError::Hcall { error, cleanup: None })?;
     let outputs = request.query_outputs();
-    let query = hv.query(request.pe, outputs).unwrap_or_default();
+    // Only informative for a window that already exists; a failed query is reported as such.
+    let (query, query_error) = match hv.query(request.pe, outputs) {
+        Ok(query) => (Some(query), None),
+        Err(error) => (None, Some(error)),
+    };
     let mode = if found.direct { WindowMode::Direct } else { WindowMode::Dynamic };
     let (page_shift, window_shift) = (window.page_shift(), found.window_shift);
     let plan = WindowPlan { page_shift, window_shift, mode, limit: WindowLimit::Ram };
@@ -229,7 +238,7 @@ fn reuse(
     } else {
         clear_window(hv, &window, request.multi_tce)
             .map_err(|error| MapError::Hcall { error, cleanup: None })?;
-        let dynamic = DynamicWindow::with_holes(window, request.multi_tce, request.iova_holes);
+        let dynamic = IovaWindow::with_holes(window, request.multi_tce, request.iova_holes);
         (0, false, MapStats::default(), DdwMapping::Dynamic(dynamic))
     };
     let ranges = match mapping {
@@ -237,7 +246,7 @@ fn reuse(
         DdwMapping::Dynamic(_) => 0,
     };
     let ddw = Ddw { query, outputs, plan, window, slot: found.slot, stats, ranges, mapping };
-    Ok(TakeOver::Reused { ddw, checked, remapped, instead_of: None })
+    Ok(TakeOver::Reused { ddw, checked, remapped, instead_of: None, query_error })
 }
 /// Checks that the default window the device tree describes answers H_GET_TCE; if it does not
 /// (a previous kernel removed it and did not say so, §6.3), resets the PE to bring it back.
@@ -270,7 +279,7 @@ fn check_direct(hv: &mut impl TceCalls, window: &DmaWindow, request: &PeRequest<
             checked += 1;
             let want = Tce::new(PhysAddr(page), TcePermission::ReadWrite, window.page_shift());
             match (hv.get_tce(window.liobn(), iova), want) {
-                (Ok(got), Ok(want)) if got == want => {}
+                (Ok(got), Ok(want)) if got.holds(want) => {}
                 _ => return (checked, false),
             }
         }

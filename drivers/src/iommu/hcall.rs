@@ -1,22 +1,23 @@
 //! The TCE hypervisor calls as a trait, and their errors.
 //!
-//! [`TceCalls`] is implemented with `sc 1` by the kernel's arch code and by the hypervisor model
-//! in tests. Facts relied on (../shared/docs/papr-ddw-facts.md §1.6, §1.7, §2.4, §3):
+//! [`TceCalls`] is implemented over `sc 1` by the kernel's hypervisor adapter (which only the
+//! IOMMU driver's state holds) and by the hypervisor model in tests. Facts relied on:
 //! - opcodes H_GET_TCE 0x1C, H_PUT_TCE 0x20, H_STUFF_TCE 0x138, H_PUT_TCE_INDIRECT 0x13C
-//!   (Linux `asm/hvcall.h`);
+//!   (Linux `arch/powerpc/include/asm/hvcall.h`, [`papr_abi::hcall::opcode`]);
 //! - IOBA is the absolute bus address of the entry (not window-relative), aligned to the
-//!   window's page size (KVM `iommu_tce_check_ioba`);
+//!   window's page size (Linux `arch/powerpc/kernel/iommu.c : iommu_tce_check_ioba`);
 //! - H_PUT_TCE_INDIRECT takes the guest-physical address of one 4 KiB page of at most 512
-//!   big-endian TCEs; H_STUFF_TCE writes one value into at most 512 entries (LoPAR; PowerVM
-//!   answers H_P4 beyond 512, QEMU does not check);
+//!   big-endian TCEs; H_STUFF_TCE writes one value into at most 512 entries (LoPAR
+//!   "H_STUFF_TCE"; PowerVM answers H_P4 beyond 512, QEMU `h_stuff_tce` does not check);
 //! - none of the calls orders the table update before DMA: the OS issues `sync` (LoPAR
-//!   `ch_lpar_option.xml`);
-//! - status codes from Linux `asm/hvcall.h` (H_P1 −54 … H_P9 −62, long busy 9900–9905).
+//!   "TCE Update Synchronisation");
+//! - status codes from Linux `asm/hvcall.h` ([`HcallStatus`]).
 
 use core::fmt;
 
-use super::tce::Tce;
+use super::tce::{ReadTce, Tce};
 use crate::addr::{BusAddr, Liobn};
+use papr_abi::hcall::{opcode, HcallStatus};
 
 /// The four TCE hypervisor calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,10 +36,10 @@ impl HcallName {
     /// The hcall opcode (r3).
     pub const fn opcode(self) -> u64 {
         match self {
-            HcallName::PutTce => 0x20,
-            HcallName::PutTceIndirect => 0x13C,
-            HcallName::StuffTce => 0x138,
-            HcallName::GetTce => 0x1C,
+            HcallName::PutTce => opcode::H_PUT_TCE,
+            HcallName::PutTceIndirect => opcode::H_PUT_TCE_INDIRECT,
+            HcallName::StuffTce => opcode::H_STUFF_TCE,
+            HcallName::GetTce => opcode::H_GET_TCE,
         }
     }
 
@@ -140,34 +141,6 @@ impl fmt::Display for TceHcall {
     }
 }
 
-/// H_PARAMETER: a bad LIOBN, IOBA, TCE or count.
-pub const H_PARAMETER: i64 = -4;
-/// H_P4: the fourth parameter is bad (H_STUFF_TCE count > 512 on PAPR platforms).
-pub const H_P4: i64 = -57;
-/// H_HARDWARE: the hypervisor failed.
-pub const H_HARDWARE: i64 = -1;
-/// H_NOT_ENOUGH_RESOURCES: Linux unwinds the mapping and reports it to the allocator.
-pub const H_NOT_ENOUGH_RESOURCES: i64 = -44;
-
-/// The PAPR name of an hcall status, or `"unknown status"`.
-pub const fn hcall_status_name(status: i64) -> &'static str {
-    const P_NAMES: [&str; 9] = ["H_P1", "H_P2", "H_P3", "H_P4", "H_P5", "H_P6", "H_P7", "H_P8", "H_P9"];
-    match status {
-        0 => "H_SUCCESS",
-        1 => "H_BUSY",
-        -1 => "H_HARDWARE",
-        -2 => "H_FUNCTION",
-        -3 => "H_PRIVILEGE",
-        -4 => "H_PARAMETER",
-        -44 => "H_NOT_ENOUGH_RESOURCES",
-        -46 => "H_RESCINDED",
-        -62..=-54 => P_NAMES[(-54 - status) as usize],
-        9900..=9905 => "H_LONG_BUSY",
-        9999 => "H_TOO_HARD",
-        _ => "unknown status",
-    }
-}
-
 /// A TCE hcall returned a non-zero status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HcallError {
@@ -179,7 +152,7 @@ pub struct HcallError {
 
 impl fmt::Display for HcallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} failed with status {} ({})", self.call, self.status, hcall_status_name(self.status))
+        write!(f, "{} failed with status {}", self.call, HcallStatus(self.status))
     }
 }
 
@@ -200,7 +173,7 @@ pub trait TceCalls {
     fn stuff_tce(&mut self, liobn: Liobn, ioba: BusAddr, tce: Tce, count: u32) -> Result<(), HcallError>;
 
     /// H_GET_TCE: reads the entry for `ioba`.
-    fn get_tce(&mut self, liobn: Liobn, ioba: BusAddr) -> Result<Tce, HcallError>;
+    fn get_tce(&mut self, liobn: Liobn, ioba: BusAddr) -> Result<ReadTce, HcallError>;
 
     /// The `sync` LoPAR requires between TCE updates and the DMA that relies on them.
     fn sync(&mut self);
@@ -218,7 +191,7 @@ mod tests {
                 ioba: BusAddr(0x800_0000_0000_0000),
                 count: 512,
             },
-            status: H_PARAMETER,
+            status: HcallStatus::PARAMETER.0,
         };
         assert_eq!(
             error.to_string(),
@@ -237,21 +210,17 @@ mod tests {
                 tce: Tce::CLEAR,
                 count: 600,
             },
-            status: H_P4,
+            status: HcallStatus::P4.0,
         };
         assert_eq!(
             stuff.to_string(),
             "H_STUFF_TCE(liobn 0x80000000, ioba 0x0, tce 0x0, 600 TCEs) failed with status -57 (H_P4)"
         );
         let put = TceHcall::PutTce { liobn: Liobn(1), ioba: BusAddr(0x1000), tce: Tce::from_raw(0x2003) };
+        assert_eq!(put.liobn(), Liobn(1));
         assert_eq!(put.to_string(), "H_PUT_TCE(liobn 0x1, ioba 0x1000, tce 0x2003)");
         let get = TceHcall::GetTce { liobn: Liobn(1), ioba: BusAddr(0x1000) };
         assert_eq!(get.to_string(), "H_GET_TCE(liobn 0x1, ioba 0x1000)");
-        assert_eq!(hcall_status_name(-54), "H_P1");
-        assert_eq!(hcall_status_name(-62), "H_P9");
-        assert_eq!(hcall_status_name(-63), "unknown status");
-        assert_eq!(hcall_status_name(9902), "H_LONG_BUSY");
-        assert_eq!(hcall_status_name(i64::MIN), "unknown status");
         assert_eq!(HcallName::GetTce.opcode(), 0x1C);
         assert_eq!(HcallName::StuffTce.opcode(), 0x138);
         assert_eq!(HcallName::PutTce.opcode(), 0x20);

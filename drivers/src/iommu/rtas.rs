@@ -2,19 +2,22 @@
 //!
 //! [`DdwRtas`] is implemented over `rtas_call` by the kernel and by the hypervisor model in
 //! tests; one trait call is one RTAS call (retrying is the planner's job). Facts relied on
-//! (../shared/docs/papr-ddw-facts.md §1.4 steps 5/10, §1.8, §2.3, §3):
+//! (LoPAR "ibm,query-pe-dma-window", "ibm,create-pe-dma-window", "ibm,remove-pe-dma-window",
+//! "ibm,reset-pe-dma-windows"; Linux `arch/powerpc/platforms/pseries/iommu.c : query_ddw,
+//! create_ddw`; QEMU `hw/ppc/spapr_rtas_ddw.c`):
 //! - query: in = config_addr, BUID hi, BUID lo; 5 outputs (status, windows available,
 //!   largest block, page-size mask, migration mask) or 6 (largest block as hi, lo) when
 //!   `ibm,ddw-extensions` entry 2 is 1 (LoPAR `sec_rtas_dma_window.xml`, Linux `query_ddw`);
 //! - create: in = config_addr, BUID hi, BUID lo, page shift, window shift; out = status,
 //!   LIOBN, bus address hi, lo. −2 is busy and 9900–9905 ask to wait 10^(s−9900) ms
-//!   (Linux `rtas_busy_delay`, clamped to 1..1000 ms);
+//!   (Linux `arch/powerpc/kernel/rtas.c : rtas_busy_delay`, clamped to 1..1000 ms);
 //! - remove: in = LIOBN; reset (`ibm,reset-pe-dma-windows`): in = config_addr, BUID hi, lo;
 //! - RTAS statuses: 0 success, −1 hardware error, −2 busy, −3 parameter error.
 
 use core::fmt;
 
 use crate::addr::{BusAddr, Liobn};
+use papr_abi::rtas::RtasStatus;
 
 /// The address of a partitionable endpoint as the DDW calls take it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -119,25 +122,6 @@ impl fmt::Display for DdwCall {
     }
 }
 
-/// RTAS status −2: busy, call again.
-pub const RTAS_BUSY: i32 = -2;
-/// RTAS status −3: parameter error.
-pub const RTAS_PARAMETER_ERROR: i32 = -3;
-/// RTAS status −1: hardware error.
-pub const RTAS_HARDWARE_ERROR: i32 = -1;
-
-/// The meaning of an RTAS status.
-pub const fn rtas_status_name(status: i32) -> &'static str {
-    match status {
-        0 => "success",
-        -1 => "hardware error",
-        -2 => "busy",
-        -3 => "parameter error",
-        9900..=9905 => "extended delay",
-        _ => "unknown status",
-    }
-}
-
 /// What a busy status asks the caller to do before calling again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BusyWait {
@@ -151,7 +135,7 @@ impl BusyWait {
     /// The wait a status asks for, or `None` if the status is not a busy one.
     pub const fn for_status(status: i32) -> Option<BusyWait> {
         match status {
-            RTAS_BUSY => Some(BusyWait::Immediately),
+            _ if status == RtasStatus::BUSY.0 => Some(BusyWait::Immediately),
             9900 => Some(BusyWait::Milliseconds(1)),
             9901 => Some(BusyWait::Milliseconds(10)),
             9902 => Some(BusyWait::Milliseconds(100)),
@@ -172,7 +156,7 @@ pub struct RtasError {
 
 impl fmt::Display for RtasError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} failed with status {} ({})", self.call, self.status, rtas_status_name(self.status))
+        write!(f, "{} failed with status {}", self.call, RtasStatus(self.status))
     }
 }
 
@@ -207,7 +191,7 @@ pub trait Delay {
 pub const BUSY_ATTEMPTS: u32 = 64;
 
 /// Makes `call` until it answers something other than busy (−2, 9900–9905), at most
-/// [`BUSY_ATTEMPTS`] times, waiting as each busy answer asks (Linux `rtas_busy_delay`, §1.8);
+/// [`BUSY_ATTEMPTS`] times, waiting as each busy answer asks (Linux `rtas_busy_delay`);
 /// the last answer is returned.
 pub fn retry_busy<T>(
     delay: &mut impl Delay,

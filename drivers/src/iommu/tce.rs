@@ -1,35 +1,26 @@
 //! Translation Control Entries: the 64-bit values a DMA window's table holds.
 //!
 //! A TCE is the page-aligned guest-physical address of one I/O page with two permission bits
-//! in its low end. Facts relied on (../shared/docs/papr-ddw-facts.md):
-//! - LoPAR `ch_address_map.xml` "TCE Definition" (§3): RPN in the high bits, bits 2–11 (LSB
-//!   numbering) reserved, bit 0 = device may read memory, bit 1 = device may write memory;
-//!   00 = page fault (no access). Linux `asm/tce.h`: `TCE_PCI_READ` 0x1, `TCE_PCI_WRITE` 0x2 (§1.6).
-//! - Linux `iommu.c : tce_build_pSeriesLP` (§1.6): every mapping gets READ, plus WRITE unless
-//!   the direction is to-device; direct windows use READ|WRITE.
-//! - KVM `iommu_tce_check_gpa` (§2.4): the RPN must be aligned to the window's I/O page size,
-//!   else H_PARAMETER, so [`Tce::new`] refuses unaligned addresses.
-//! - H_PUT_TCE_INDIRECT / H_STUFF_TCE take at most 512 TCEs, one 4 KiB page of big-endian u64s
-//!   (LoPAR `ch_lpar_option.xml`, §3; QEMU/KVM enforce it for indirect, §2.4).
+//! in its low end ([`papr_abi::tce`]: LoPAR "TCE Definition", Linux `asm/tce.h`). Facts relied
+//! on:
+//! - Linux `arch/powerpc/platforms/pseries/iommu.c : tce_build_pSeriesLP`: every mapping gets
+//!   READ, plus WRITE unless the direction is to-device; direct windows use READ|WRITE.
+//! - Linux `arch/powerpc/kernel/iommu.c : iommu_tce_check_gpa` (KVM): the RPN must be aligned
+//!   to the window's I/O page size, else H_PARAMETER, so [`Tce::new`] refuses unaligned
+//!   addresses.
+//!
+//! A [`Tce`] is a value to write; only this driver builds one from raw bits
+//! (`Tce::from_raw` is private to the crate). What H_GET_TCE reads back is a [`ReadTce`]:
+//! data to compare, never something to write.
 
 use core::fmt;
 
 use crate::addr::PhysAddr;
-
-/// At most this many TCEs go into one H_PUT_TCE_INDIRECT or H_STUFF_TCE call.
-pub const MAX_TCES_PER_CALL: usize = 512;
-
-/// Size of the TCE list page handed to H_PUT_TCE_INDIRECT.
-pub const TCE_LIST_BYTES: usize = 4096;
-
-/// Smallest I/O page shift (4 KiB); LoPAR: "Values of n from 0-11 are invalid".
-pub const MIN_PAGE_SHIFT: u32 = 12;
+pub use papr_abi::tce::{MAX_TCES_PER_CALL, MIN_PAGE_SHIFT};
+use papr_abi::tce::{TCE_NON_RPN_MASK, TCE_PERMISSION_MASK, TCE_READ, TCE_WRITE};
 
 /// Largest I/O page shift this driver accepts (keeps `1 << shift` well inside `u64`).
 pub const MAX_PAGE_SHIFT: u32 = 62;
-
-/// Bits of a TCE that are not part of the real page number.
-const NON_RPN_BITS: u64 = (1 << MIN_PAGE_SHIFT) - 1;
 
 /// What a device may do with the page a TCE maps (the low two bits of the TCE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,19 +40,19 @@ impl TcePermission {
     pub const fn bits(self) -> u64 {
         match self {
             TcePermission::None => 0,
-            TcePermission::Read => 1,
-            TcePermission::Write => 2,
-            TcePermission::ReadWrite => 3,
+            TcePermission::Read => TCE_READ,
+            TcePermission::Write => TCE_WRITE,
+            TcePermission::ReadWrite => TCE_READ | TCE_WRITE,
         }
     }
 
     /// Decodes the low two bits of a raw TCE.
     pub const fn from_tce_bits(raw: u64) -> Self {
-        match raw & 3 {
-            0 => TcePermission::None,
-            1 => TcePermission::Read,
-            2 => TcePermission::Write,
-            _ => TcePermission::ReadWrite,
+        match (raw & TCE_READ != 0, raw & TCE_WRITE != 0) {
+            (false, false) => TcePermission::None,
+            (true, false) => TcePermission::Read,
+            (false, true) => TcePermission::Write,
+            (true, true) => TcePermission::ReadWrite,
         }
     }
 }
@@ -104,11 +95,6 @@ pub enum TceError {
         /// The window's I/O page shift.
         page_shift: u32,
     },
-    /// More TCEs than fit one 4 KiB list page.
-    ListTooLong {
-        /// Number of TCEs offered.
-        count: usize,
-    },
 }
 
 impl fmt::Display for TceError {
@@ -122,9 +108,6 @@ impl fmt::Display for TceError {
                 "physical address {phys} is not aligned to the {:#x}-byte I/O page",
                 1u64 << page_shift
             ),
-            TceError::ListTooLong { count } => {
-                write!(f, "{count} TCEs do not fit one list page (at most {MAX_TCES_PER_CALL})")
-            }
         }
     }
 }
@@ -155,8 +138,8 @@ impl Tce {
         Ok(Tce(phys.get() | permission.bits()))
     }
 
-    /// Wraps a raw value read back from the hypervisor (H_GET_TCE) or a table.
-    pub const fn from_raw(raw: u64) -> Tce {
+    /// Wraps raw bits the driver computed itself (a run of consecutive pages).
+    pub(crate) const fn from_raw(raw: u64) -> Tce {
         Tce(raw)
     }
 
@@ -167,7 +150,7 @@ impl Tce {
 
     /// The page address (the value without permission and reserved bits).
     pub const fn phys(self) -> PhysAddr {
-        PhysAddr(self.0 & !NON_RPN_BITS)
+        PhysAddr(self.0 & !TCE_NON_RPN_MASK)
     }
 
     /// The permission bits.
@@ -177,7 +160,7 @@ impl Tce {
 
     /// True for an entry that grants no access.
     pub const fn is_clear(self) -> bool {
-        self.0 & 3 == 0
+        self.0 & TCE_PERMISSION_MASK == 0
     }
 
     /// The big-endian bytes H_PUT_TCE_INDIRECT reads from its list page.
@@ -198,16 +181,26 @@ impl fmt::Display for Tce {
     }
 }
 
-/// Writes `tces` as big-endian u64s at the start of a list page (the rest is left as it was)
-/// and returns the count to pass to H_PUT_TCE_INDIRECT.
-pub fn encode_tce_list(tces: &[Tce], page: &mut [u8; TCE_LIST_BYTES]) -> Result<u64, TceError> {
-    if tces.len() > MAX_TCES_PER_CALL {
-        return Err(TceError::ListTooLong { count: tces.len() });
+/// An entry as H_GET_TCE read it back.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ReadTce(pub u64);
+
+impl ReadTce {
+    /// Whether the entry holds exactly `tce`.
+    pub const fn holds(self, tce: Tce) -> bool {
+        self.0 == tce.0
     }
-    for (slot, tce) in page.chunks_exact_mut(8).zip(tces) {
-        slot.copy_from_slice(&tce.to_be_bytes());
+
+    /// True for an entry that grants no access.
+    pub const fn is_clear(self) -> bool {
+        self.0 & TCE_PERMISSION_MASK == 0
     }
-    Ok(tces.len() as u64)
+}
+
+impl fmt::Debug for ReadTce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReadTce({:#x})", self.0)
+    }
 }
 
 #[cfg(test)]
@@ -250,14 +243,10 @@ mod tests {
     }
 
     #[test]
-    fn tce_list_is_big_endian_and_bounded() {
-        let mut page = [0xaa; TCE_LIST_BYTES];
-        let tces = [Tce::from_raw(0x1003), Tce::from_raw(0x0102_0304_0506_0708)];
-        assert_eq!(encode_tce_list(&tces, &mut page), Ok(2));
-        assert_eq!(page[..8], [0, 0, 0, 0, 0, 0, 0x10, 0x03]);
-        assert_eq!(page[8..16], [1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(page[16], 0xaa);
-        let too_many = [Tce::CLEAR; MAX_TCES_PER_CALL + 1];
-        assert_eq!(encode_tce_list(&too_many, &mut page), Err(TceError::ListTooLong { count: 513 }));
+    fn read_back_entries_compare_with_built_ones() {
+        let tce = Tce::new(PhysAddr(0x2000), TcePermission::ReadWrite, 12).unwrap();
+        assert!(ReadTce(0x2003).holds(tce));
+        assert!(!ReadTce(0x2001).holds(tce));
+        assert!(ReadTce(0x2000).is_clear() && !ReadTce(0x2002).is_clear());
     }
 }

@@ -23,9 +23,28 @@ use alloc::vec::Vec;
 /// Bytes of option vector 5 sent (up to byte 26).
 const OV5_BYTES: usize = 26;
 
-/// The CAS buffer; `radix` asks for the radix MMU with GTSE (only for CPUs that offer it —
-/// QEMU records the radix choice whatever the CPU).
-pub fn cas_buffer(radix: bool) -> Vec<u8> {
+/// Which MMU the guest asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CasMmu {
+    /// The radix MMU with guest translation shootdown (POWER9 and later).
+    Radix,
+    /// The hashed page table.
+    Hash,
+}
+
+/// The MMU to ask for on a CPU with this PVR.
+pub fn mmu_for_pvr(pvr: u32) -> CasMmu {
+    if pvr_has_radix(pvr) {
+        CasMmu::Radix
+    } else {
+        CasMmu::Hash
+    }
+}
+
+/// The CAS buffer asking for `mmu` (radix only for CPUs that offer it — QEMU records the radix
+/// choice whatever the CPU).
+pub fn cas_buffer(mmu: CasMmu) -> Vec<u8> {
+    let radix = mmu == CasMmu::Radix;
     let mut buf = Vec::new();
     for (mask, value) in [(0u32, 0u32), (0, 0xffff_ffff)] {
         buf.extend_from_slice(&mask.to_be_bytes());
@@ -85,7 +104,7 @@ mod tests {
 
     #[test]
     fn radix_request_sets_the_mmu_and_gtse_bits_in_ov5() {
-        let buf = cas_buffer(true);
+        let buf = cas_buffer(CasMmu::Radix);
         // The first PVR entry matches any CPU: (pvr & 0) == (0 & 0).
         assert_eq!(&buf[..8], &[0; 8]);
         assert_eq!(vector(&buf, 1), &[0, 0, 0x80]);
@@ -99,7 +118,7 @@ mod tests {
 
     #[test]
     fn hash_request_asks_for_no_mmu_bits_and_keeps_the_hpt() {
-        let buf = cas_buffer(false);
+        let buf = cas_buffer(CasMmu::Hash);
         let ov5 = vector(&buf, 5);
         assert_eq!((ov5[23], ov5[25], ov5[5]), (0, 0, 0x01));
         assert_eq!(vector(&buf, 1), &[0, 0, 0]);
@@ -111,5 +130,6 @@ mod tests {
         assert!(!pvr_has_radix(0x004b_0201)); // POWER8E
         assert!(pvr_has_radix(0x004e_1202)); // POWER9
         assert!(pvr_has_radix(0x0080_1200)); // POWER10
+        assert_eq!((mmu_for_pvr(0x004d_0200), mmu_for_pvr(0x004e_1202)), (CasMmu::Hash, CasMmu::Radix));
     }
 }

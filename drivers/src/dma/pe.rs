@@ -1,27 +1,26 @@
-//! Per-device DMA: choosing how a device reaches RAM and mapping buffers accordingly.
+//! A PE's DMA windows and how each device reaches RAM through them.
 //!
 //! A PE owns its default window (`ibm,dma-window`, 4 KiB pages, used through an IOVA
-//! allocator) and at most one DDW. A device then gets (../shared/docs/papr-ddw-facts.md §1.3,
-//! ../shared/docs/boot-facts.md "Virtio and the IOMMU"):
-//! - [`DmaMode::Bypass`] when it does not translate DMA at all (a virtio device that does not
+//! allocator) and at most one DDW. A device then gets (Linux
+//! `arch/powerpc/kernel/dma-iommu.c : dma_iommu_dma_supported`, QEMU hw/virtio/virtio.c
+//! `virtio_validate_features` for `VIRTIO_F_ACCESS_PLATFORM`):
+//! - [`DmaMode::Bypass`] when its DMA is not translated at all (a virtio device that does not
 //!   offer `VIRTIO_F_ACCESS_PLATFORM`: QEMU hands it guest-physical memory);
 //! - [`DmaMode::Direct`] when a direct DDW exists and its last bus address fits the device's
 //!   mask: bus address = physical + offset, no hypercall per mapping;
 //! - [`DmaMode::DdwIommu`] when a dynamic DDW exists and fits the mask;
 //! - [`DmaMode::DefaultIommu`] otherwise: TCEs written per buffer in the default window, at
 //!   IOVAs below the device's mask (e.g. QEMU's `edu`, 28 bits).
-//!
-//! Every mapping ends with a `sync` before its address is handed out (LoPAR: TCE updates and
-//! the buffer's contents must be visible before the DMA that relies on them); a direct or
-//! bypass mapping needs no hypercall, only that barrier.
 
 use core::fmt;
 
-use crate::addr::{BusAddr, Liobn, PhysAddr};
+use super::mapping::{Handle, MapBufferError};
+use crate::addr::{Liobn, PhysAddr};
 use crate::iommu::ddw::{Ddw, DdwError, DdwMapping};
-use crate::iommu::dynamic::{BufferError, DynamicWindow, Mapping, UnmapError};
 use crate::iommu::handover::{Handover, TakeOver, TakeOverError};
 use crate::iommu::hcall::TceCalls;
+use crate::iommu::iova_window::IovaWindow;
+use crate::iommu::rtas::PeAddress;
 use crate::iommu::tce::DmaDirection;
 use crate::iommu::window::DmaMask;
 
@@ -65,7 +64,7 @@ impl DmaMode {
 #[derive(Debug, Default)]
 pub struct PeDma {
     /// The default window through an allocator (`None` if the PE has none).
-    pub default: Option<DynamicWindow>,
+    pub default: Option<IovaWindow>,
     /// The DDW, if one was created.
     pub ddw: Option<Ddw>,
 }
@@ -93,11 +92,20 @@ impl fmt::Display for ModeError {
     }
 }
 
+/// Whether a device's DMA goes through the IOMMU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmaTranslation {
+    /// Through the PE's TCE tables (every PCI device, and virtio with `ACCESS_PLATFORM`).
+    Iommu,
+    /// Around them: the device uses guest-physical addresses (virtio without
+    /// `ACCESS_PLATFORM` under QEMU).
+    Bypass,
+}
+
 impl PeDma {
-    /// Picks the mode for a device with `mask`; `translated` is false for a device whose DMA
-    /// bypasses the IOMMU.
-    pub fn choose_mode(&self, mask: DmaMask, translated: bool) -> Result<DmaMode, ModeError> {
-        if !translated {
+    /// Picks the mode for a device with `mask` whose DMA is translated as `translation` says.
+    pub fn choose_mode(&self, mask: DmaMask, translation: DmaTranslation) -> Result<DmaMode, ModeError> {
+        if translation == DmaTranslation::Bypass {
             return Ok(DmaMode::Bypass);
         }
         if let Some(ddw) = self.ddw.as_ref().filter(|ddw| ddw.window.fits_dma_mask(mask)) {
@@ -144,7 +152,7 @@ impl PeDma {
     pub fn settle_take_over(
         &mut self,
         found: &Handover,
-        default: Option<DynamicWindow>,
+        default: Option<IovaWindow>,
         result: Result<TakeOver, TakeOverError>,
     ) -> Result<(), WarmError> {
         let replaced_default = found.slot == 0;
@@ -172,7 +180,13 @@ impl PeDma {
         }
     }
 
-    fn dynamic_for(&mut self, mode: DmaMode) -> Option<&mut DynamicWindow> {
+    /// What a next kernel must be told about this PE's DDW (`pe` is the PE's RTAS address).
+    pub fn handover(&self, pe: PeAddress) -> Option<Handover> {
+        Some(Handover::of(pe, self.ddw.as_ref()?))
+    }
+
+    /// The window a TCE-mapped buffer of `mode` lives in.
+    pub(super) fn iova_window_for(&mut self, mode: DmaMode) -> Option<&mut IovaWindow> {
         match mode {
             DmaMode::DdwIommu { liobn } => match self.ddw.as_mut().map(|ddw| &mut ddw.mapping) {
                 Some(DdwMapping::Dynamic(window)) if window.window().liobn() == liobn => Some(window),
@@ -206,71 +220,6 @@ impl fmt::Display for WarmError {
     }
 }
 
-/// A buffer handed to a device.
-#[derive(Debug, PartialEq, Eq)]
-#[must_use = "a DMA handle must be unmapped"]
-pub enum DmaHandle {
-    /// No TCEs involved (bypass or direct).
-    Fixed {
-        /// The address the device uses.
-        bus: BusAddr,
-        /// Buffer length.
-        len: u64,
-    },
-    /// TCEs written for this buffer.
-    Mapped(Mapping),
-}
-
-impl DmaHandle {
-    /// The address the device uses for the buffer's first byte.
-    pub fn bus_addr(&self) -> BusAddr {
-        match self {
-            DmaHandle::Fixed { bus, .. } => *bus,
-            DmaHandle::Mapped(mapping) => mapping.iova(),
-        }
-    }
-}
-
-/// Why a buffer could not be handed to a device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MapBufferError {
-    /// The buffer is empty.
-    Empty,
-    /// The buffer lies outside what the direct window maps, or past the device's mask.
-    OutOfReach {
-        /// Buffer start.
-        phys: PhysAddr,
-        /// Buffer length.
-        len: u64,
-        /// The mode tried.
-        mode: DmaMode,
-    },
-    /// The mode's window is not (or no longer) on the PE.
-    NoWindow {
-        /// The mode tried.
-        mode: DmaMode,
-    },
-    /// Mapping through a window failed.
-    Iommu(BufferError),
-}
-
-impl fmt::Display for MapBufferError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MapBufferError::Empty => write!(f, "cannot map an empty DMA buffer"),
-            MapBufferError::OutOfReach { phys, len, mode } => write!(
-                f,
-                "the buffer {phys}+{len:#x} is out of reach of the device's DMA ({} mode)",
-                mode.name()
-            ),
-            MapBufferError::NoWindow { mode } => {
-                write!(f, "the PE has no window for {} DMA", mode.name())
-            }
-            MapBufferError::Iommu(error) => write!(f, "{error}"),
-        }
-    }
-}
-
 /// A device's DMA: its mode and mask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceDma {
@@ -280,63 +229,49 @@ pub struct DeviceDma {
     pub mask: DmaMask,
 }
 
-impl DeviceDma {
-    /// Hands `[phys, phys + len)` to the device; direct and bypass buffers need no hypercall.
-    pub fn map(
-        &self,
-        pe: &mut PeDma,
+impl PeDma {
+    /// Where `[phys, phys + len)` is for `device`: a fixed address (bypass, direct; only a
+    /// `sync`) or TCEs written now.
+    pub(super) fn map_range(
+        &mut self,
+        device: &DeviceDma,
         calls: &mut impl TceCalls,
         phys: PhysAddr,
         len: u64,
         direction: DmaDirection,
-    ) -> Result<DmaHandle, MapBufferError> {
+    ) -> Result<Handle, MapBufferError> {
         if len == 0 {
             return Err(MapBufferError::Empty);
         }
-        let out_of_reach = MapBufferError::OutOfReach { phys, len, mode: self.mode };
+        let mode = device.mode;
+        let out_of_reach = MapBufferError::OutOfReach { phys, len, mode };
         let last = phys.get().checked_add(len - 1).ok_or(out_of_reach)?;
-        let fixed = match self.mode {
+        let fixed = match mode {
             DmaMode::Bypass => Some(phys.get()),
-            DmaMode::Direct { offset, .. } => {
-                let window = pe
+            DmaMode::Direct { liobn, .. } => {
+                let window = self
                     .ddw
                     .as_ref()
+                    .filter(|ddw| ddw.window.liobn() == liobn && matches!(ddw.mapping, DdwMapping::Direct))
                     .map(|ddw| ddw.window)
-                    .ok_or(MapBufferError::NoWindow { mode: self.mode })?;
+                    .ok_or(MapBufferError::NoWindow { mode })?;
                 let first = window.iova_for_phys(phys).ok_or(out_of_reach)?;
                 window.iova_for_phys(PhysAddr(last)).ok_or(out_of_reach)?;
-                debug_assert_eq!(first.get(), offset + phys.get());
                 Some(first.get())
             }
             DmaMode::DdwIommu { .. } | DmaMode::DefaultIommu { .. } => None,
         };
         if let Some(bus) = fixed {
-            if bus.checked_add(len - 1).is_none_or(|end| end > self.mask.highest()) {
+            if bus.checked_add(len - 1).is_none_or(|end| end > device.mask.highest()) {
                 return Err(out_of_reach);
             }
             // No TCE changes, but the buffer's contents must still reach memory first.
             calls.sync();
-            return Ok(DmaHandle::Fixed { bus: BusAddr(bus), len });
+            return Ok(Handle::Fixed { bus: crate::addr::BusAddr(bus) });
         }
-        let window = pe.dynamic_for(self.mode).ok_or(MapBufferError::NoWindow { mode: self.mode })?;
+        let window = self.iova_window_for(mode).ok_or(MapBufferError::NoWindow { mode })?;
         let mapping =
-            window.map_buffer(calls, phys, len, direction, self.mask).map_err(MapBufferError::Iommu)?;
-        Ok(DmaHandle::Mapped(mapping))
-    }
-
-    /// Takes the buffer back from the device (clears its TCEs, if any).
-    pub fn unmap(
-        &self,
-        pe: &mut PeDma,
-        calls: &mut impl TceCalls,
-        handle: DmaHandle,
-    ) -> Result<(), UnmapError> {
-        match handle {
-            DmaHandle::Fixed { .. } => Ok(()),
-            DmaHandle::Mapped(mapping) => match pe.dynamic_for(self.mode) {
-                Some(window) => window.unmap(calls, mapping),
-                None => Err(UnmapError::no_window(mapping)),
-            },
-        }
+            window.map_buffer(calls, phys, len, direction, device.mask).map_err(MapBufferError::Iommu)?;
+        Ok(Handle::Mapped(mapping))
     }
 }

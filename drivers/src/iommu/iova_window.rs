@@ -1,14 +1,17 @@
-//! Mapping buffers on demand through a window that does not cover all of RAM.
+//! Mapping buffers on demand through a window: the default window, or a DDW that does not
+//! cover all of RAM.
 //!
-//! A [`DynamicWindow`] pairs a window with its IOVA allocator so that the two can never be
-//! mismatched. Facts relied on (../shared/docs/papr-ddw-facts.md):
-//! - §6 item 2 (Linux 2023 fix "DMA address offset is incorrectly calculated with 2MB TCEs"):
-//!   the IOVA handed to the device keeps the buffer's offset inside its I/O page,
+//! An [`IovaWindow`] pairs a window with its IOVA allocator so that the two can never be
+//! mismatched. Facts relied on:
+//! - Linux commit "powerpc/iommu: DMA address offset is incorrectly calculated with 2MB TCEs"
+//!   (2023): the IOVA handed to the device keeps the buffer's offset inside its I/O page,
 //!   iova % page == phys % page;
-//! - §1.6, Linux `tce_buildmulti_pSeriesLP`: one page ⇒ H_PUT_TCE, more ⇒ H_PUT_TCE_INDIRECT
-//!   with at most 512 per call, or H_PUT_TCE per page without `hcall-multi-tce`; READ always,
-//!   WRITE unless to-device; on failure the written entries are cleared and the IOVA freed;
-//! - §3: `sync` after updating TCEs, before the device uses them.
+//! - Linux `arch/powerpc/platforms/pseries/iommu.c : tce_buildmulti_pSeriesLP`: one page ⇒
+//!   H_PUT_TCE, more ⇒ H_PUT_TCE_INDIRECT with at most 512 per call, or H_PUT_TCE per page
+//!   without `hcall-multi-tce`; READ always, WRITE unless to-device; on failure the written
+//!   entries are cleared and the IOVA freed;
+//! - LoPAR "TCE Update Synchronisation": `sync` after updating TCEs, before the device uses
+//!   them.
 //!
 //! A [`Mapping`] is neither `Clone` nor `Copy`: unmapping consumes it, so a buffer is unmapped
 //! once and only at the granularity it was mapped. If clearing fails the IOVA stays allocated
@@ -23,7 +26,7 @@ use super::tce::DmaDirection;
 use super::window::{DmaMask, DmaWindow};
 use crate::addr::{BusAddr, Liobn, PhysAddr};
 
-/// A buffer mapped into a dynamic window. Give it back to [`DynamicWindow::unmap`].
+/// A buffer mapped into a dynamic window. Give it back to [`IovaWindow::unmap`].
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a mapping must be unmapped, or its IOVA and TCEs stay in use"]
 pub struct Mapping {
@@ -109,19 +112,19 @@ pub struct UnmapError {
     /// The mapping, still allocated.
     pub mapping: Mapping,
     /// What went wrong.
-    pub reason: UnmapFailure,
+    pub reason: UnmapReason,
 }
 
 impl UnmapError {
     /// The mapping's window is gone.
     pub fn no_window(mapping: Mapping) -> Self {
-        Self { mapping, reason: UnmapFailure::NoWindow }
+        Self { mapping, reason: UnmapReason::NoWindow }
     }
 }
 
-/// The reason inside an [`UnmapError`].
+/// Why unmapping failed (inside an [`UnmapError`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnmapFailure {
+pub enum UnmapReason {
     /// The mapping belongs to another window.
     WrongWindow {
         /// This window's table.
@@ -138,32 +141,37 @@ pub enum UnmapFailure {
 impl fmt::Display for UnmapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (iova, liobn) = (self.mapping.iova, self.mapping.liobn);
-        write!(f, "unmapping IOVA {iova} of window {liobn}: ")?;
-        match self.reason {
-            UnmapFailure::WrongWindow { window } => write!(f, "it was given to window {window}"),
-            UnmapFailure::Hcall(error) => write!(f, "{error}"),
-            UnmapFailure::Iova(error) => write!(f, "{error}"),
-            UnmapFailure::NoWindow => write!(f, "the PE no longer has that window"),
+        write!(f, "unmapping IOVA {iova} of window {liobn}: {}", self.reason)
+    }
+}
+
+impl fmt::Display for UnmapReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnmapReason::WrongWindow { window } => write!(f, "it was given to window {window}"),
+            UnmapReason::Hcall(error) => write!(f, "{error}"),
+            UnmapReason::Iova(error) => write!(f, "{error}"),
+            UnmapReason::NoWindow => write!(f, "the PE no longer has that window"),
         }
     }
 }
 
 /// A window used through an IOVA allocator.
 #[derive(Clone, Debug)]
-pub struct DynamicWindow {
+pub struct IovaWindow {
     window: DmaWindow,
     allocator: IovaAllocator,
     multi_tce: MultiTce,
 }
 
-impl DynamicWindow {
+impl IovaWindow {
     /// Manages `window` (assumed clear) with a fresh allocator.
     pub fn new(window: DmaWindow, multi_tce: MultiTce) -> Self {
         Self { allocator: IovaAllocator::new(&window), window, multi_tce }
     }
 
-    /// A dynamic window whose allocator never hands out the bus ranges `holes` (32-bit MMIO,
-    /// MSI doorbells: papr-ddw-facts §1.4 step 13).
+    /// A window whose allocator never hands out the bus ranges `holes` (32-bit MMIO, MSI
+    /// doorbells: Linux `enable_ddw` reserves the PHB's MMIO32 range in a window at bus 0).
     pub fn with_holes(window: DmaWindow, multi_tce: MultiTce, holes: &[(BusAddr, u64)]) -> Self {
         let mut dynamic = Self::new(window, multi_tce);
         for &(start, len) in holes {
@@ -232,21 +240,21 @@ impl DynamicWindow {
     /// Clears the mapping's TCEs, `sync`s and frees its IOVAs.
     pub fn unmap(&mut self, calls: &mut impl TceCalls, mapping: Mapping) -> Result<(), UnmapError> {
         if mapping.liobn != self.window.liobn() {
-            let reason = UnmapFailure::WrongWindow { window: self.window.liobn() };
+            let reason = UnmapReason::WrongWindow { window: self.window.liobn() };
             return Err(UnmapError { mapping, reason });
         }
         if let Err(error) = self.allocator.check_allocated(mapping.first_page, mapping.pages) {
-            return Err(UnmapError { mapping, reason: UnmapFailure::Iova(error) });
+            return Err(UnmapError { mapping, reason: UnmapReason::Iova(error) });
         }
         let run = TceRun { iova: mapping.first_page, phys: PhysAddr(0), pages: mapping.pages };
         let cleared = clear_run(calls, &self.window, &run, self.multi_tce, &mut MapStats::default());
         calls.sync();
         if let Err(error) = cleared {
-            return Err(UnmapError { mapping, reason: UnmapFailure::Hcall(error) });
+            return Err(UnmapError { mapping, reason: UnmapReason::Hcall(error) });
         }
         match self.allocator.free(mapping.first_page, mapping.pages) {
             Ok(()) => Ok(()),
-            Err(error) => Err(UnmapError { mapping, reason: UnmapFailure::Iova(error) }),
+            Err(error) => Err(UnmapError { mapping, reason: UnmapReason::Iova(error) }),
         }
     }
 }

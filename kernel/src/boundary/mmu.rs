@@ -2,9 +2,9 @@
 //! (cache-inhibited, guarded), registered with `H_REGISTER_PROC_TBL`, interrupts relocated
 //! (AIL = 3), then MSR[IR|DR] on (`drivers::mmu::radix`, `arch_ppc64::mmu`).
 //!
-//! Boundary module: [`HeapTables`] hands the builder zeroed, size-aligned tables from the heap
-//! and stores entries big-endian through raw pointers; with the kernel in real mode (and, once
-//! on, under the identity map) an address is its own physical address.
+//! The tables come from [`HeapTables`] (zeroed, size-aligned heap memory, never freed); this
+//! module makes the hypercalls that register them and switches translation on, each `unsafe`
+//! step justified by the identity map it has just built.
 //!
 //! Radix is used on CPUs that have it (POWER9 and later). QEMU 7.2 assumes a radix guest on
 //! them until told otherwise, so this works after CAS (SLOF, VOF) and without it
@@ -13,44 +13,17 @@
 //! `ibm,pft-size`) and 1 TiB SLB entries (`drivers::mmu::hash`), one more SLB entry aliasing
 //! segment 0 at 0xc000… for the relocated interrupt vectors.
 
-use alloc::alloc::{alloc_zeroed, Layout};
 use alloc::format;
 use alloc::string::String;
+use arch_ppc64::hcall::HcallStatus;
 use arch_ppc64::{cpu, hcall, mmu, println};
+use drivers::cmdline::MmuPolicy;
 use drivers::devtree::platform::Platform;
-use drivers::mmu::cas::pvr_has_radix;
+use drivers::mmu::cas::{mmu_for_pvr, CasMmu};
 use drivers::mmu::{hash, Attr, MmuError, Radix, TableMemory};
 
+use super::memory::HeapTables;
 use crate::kv;
-
-/// Table memory on the heap (never freed: the tables live as long as the kernel).
-#[derive(Debug, Default)]
-struct HeapTables {
-    bytes: u64,
-}
-
-impl TableMemory for HeapTables {
-    fn alloc_table(&mut self, entries: usize) -> Option<u64> {
-        let size = entries.checked_mul(8)?;
-        let layout = Layout::from_size_align(size, size).ok()?;
-        // SAFETY: the layout has a non-zero size; the allocation is leaked on purpose.
-        let table = unsafe { alloc_zeroed(layout) };
-        self.bytes += size as u64;
-        (!table.is_null()).then_some(table as u64)
-    }
-
-    fn write(&mut self, table: u64, index: usize, value: u64) {
-        // SAFETY: `table` came from `alloc_table` with more than `index` entries (the builder
-        // indexes within the level's entry count); entries are stored big-endian as the MMU
-        // reads them.
-        unsafe { (table as *mut u64).add(index).write_volatile(value.to_be()) };
-    }
-
-    fn read(&self, table: u64, index: usize) -> u64 {
-        // SAFETY: as for `write`.
-        u64::from_be(unsafe { (table as *const u64).add(index).read_volatile() })
-    }
-}
 
 /// What the kernel runs with after [`enable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,17 +37,17 @@ pub enum Mode {
 }
 
 /// Builds the tree and turns translation on; on any failure stays in real mode and reports
-/// why. `off` (`mmu=off`) skips it.
-pub fn enable(platform: &Platform, off: bool) -> Mode {
+/// why. `mmu=off` skips it.
+pub fn enable(platform: &Platform, policy: MmuPolicy) -> Mode {
     println!("== mmu");
-    if off {
+    if policy == MmuPolicy::Off {
         kv!("mmu.mode", "real");
         kv!("mmu.why", "mmu=off on the kernel command line");
         return Mode::Real;
     }
-    let (mode, result) = match pvr_has_radix(cpu::pvr()) {
-        true => (Mode::Radix, build_and_enable(platform)),
-        false => (Mode::Hash, hash_enable(platform)),
+    let (mode, result) = match mmu_for_pvr(cpu::pvr()) {
+        CasMmu::Radix => (Mode::Radix, build_and_enable(platform)),
+        CasMmu::Hash => (Mode::Hash, hash_enable(platform)),
     };
     match result {
         Ok(()) => mode,
@@ -110,12 +83,15 @@ fn hash_enable(platform: &Platform) -> Result<(), String> {
     for &(base, size, attr) in &ranges {
         for page in hash::pages(base, size) {
             let hpte = hash::hpte(page, attr, shift);
-            match hcall::enter_hpte(hpte.group, hpte.v, hpte.r) {
+            // SAFETY: the entry identity-maps a 16 MiB page of RAM or of a PHB window with the
+            // attributes `drivers::mmu::hash` gives that range (cacheable RAM, guarded I/O).
+            match unsafe { hcall::enter_hpte(hpte.group, hpte.v, hpte.r) } {
                 Ok(_) => {}
-                Err(status) if status.0 == H_PTEG_FULL => {
-                    hcall::enter_hpte(hpte.secondary_group, hpte.secondary(), hpte.r).map_err(|status| {
-                        format!("H_ENTER of {page:#x} failed in both PTE groups (status {status})")
-                    })?;
+                Err(HcallStatus::PTEG_FULL) => {
+                    // SAFETY: as above, in the secondary group.
+                    unsafe { hcall::enter_hpte(hpte.secondary_group, hpte.secondary(), hpte.r) }.map_err(
+                        |status| format!("H_ENTER of {page:#x} failed in both PTE groups (status {status})"),
+                    )?;
                     secondary += 1;
                 }
                 Err(status) => return Err(format!("H_ENTER of {page:#x} failed with status {status}")),
@@ -134,7 +110,9 @@ fn hash_enable(platform: &Platform) -> Result<(), String> {
     if slb.len() > 32 {
         return Err(format!("{} segments do not fit POWER8's 32 SLB entries", slb.len()));
     }
-    hcall::set_interrupts_relocated()
+    // SAFETY: the vectors are at 0x4000 (installed at boot) and the SLB entry just added maps
+    // 0xc000… onto segment 0, which the bolted entries identity-map.
+    unsafe { hcall::set_interrupts_relocated() }
         .map_err(|status| format!("H_SET_MODE(address translation mode 3) failed with status {status}"))?;
     // SAFETY: translation is off; the entries are installed before it goes on.
     unsafe { mmu::load_slb(&slb) };
@@ -160,9 +138,6 @@ fn hash_enable(platform: &Platform) -> Result<(), String> {
     Ok(())
 }
 
-/// H_ENTER's answer when the PTE group is full.
-const H_PTEG_FULL: i64 = -6;
-
 fn build_and_enable(platform: &Platform) -> Result<(), String> {
     let mut tree = Radix::new(HeapTables::default()).map_err(|e| format!("{e}"))?;
     let map = |tree: &mut Radix<HeapTables>, base: u64, size: u64, attr: Attr| -> Result<(), String> {
@@ -185,10 +160,14 @@ fn build_and_enable(platform: &Platform) -> Result<(), String> {
     let leaves = tree.leaves();
     let root = tree.root();
     let table_bytes = tree.into_memory().bytes;
-    hcall::register_radix_process_table(process_table, 0).map_err(|status| {
+    // SAFETY: the process table is a 4 KiB page from `HeapTables` (never freed) whose entry 0
+    // points at the tree just built, which identity-maps RAM and every PHB window.
+    unsafe { hcall::register_radix_process_table(process_table, 0) }.map_err(|status| {
         format!("H_REGISTER_PROC_TBL(radix, {process_table:#x}) failed with status {status}")
     })?;
-    hcall::set_interrupts_relocated()
+    // SAFETY: the vectors are at 0x4000 (installed at boot), and the radix tree maps
+    // 0xc000… (quadrant 3) onto the same identity map.
+    unsafe { hcall::set_interrupts_relocated() }
         .map_err(|status| format!("H_SET_MODE(address translation mode 3) failed with status {status}"))?;
     // SAFETY: the tree identity-maps all of RAM (the kernel, its stacks and heap, the vector
     // copies) and the PHB windows; it is registered above.

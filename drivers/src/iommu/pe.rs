@@ -1,0 +1,388 @@
+//! One partitionable endpoint's whole DMA set-up: the function the kernel calls for every PE
+//! and the hypervisor model's scenarios, fault sweep and fuzzer call too.
+//!
+//! [`PeSetUp::for_phb`] reads what the set-up needs from the typed [`Platform`]: the PE's node
+//! (the nearest node at or above the first device's that carries `ibm,dma-window`; Linux
+//! `arch/powerpc/platforms/pseries/iommu.c : pci_dma_find`), its default window, its DDW
+//! properties, the bus ranges no window may hand out (the PHB's 32-bit MMIO windows and MSI
+//! doorbell), RAM and the hot-plug maximum (Linux `ddw_memory_hotplug_max`), and each device's
+//! DMA mask from what its driver declares ([`crate::devices`]). QEMU puts the node on the PHB,
+//! so a PHB is one PE shared by all its devices; the DDW is planned for the PE's 64-bit
+//! devices, and narrower devices keep the default window.
+//!
+//! [`set_up`] then runs a fresh boot's set-up ([`enable_ddw`]) or, on a warm restart, takes
+//! over what the previous kernel handed over ([`take_over`], [`ensure_default`]) and settles
+//! the outcome into the PE's [`PeDma`]. Its [`SetUpReport`] says what happened, for
+//! [`super::pe_report`].
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::ddw::{enable_ddw, DdwError, DdwFacts, DefaultWindow, PeRequest, Restore, SingleWindowPath};
+use super::handover::{ensure_default, take_over, Handover, TakeOver, TakeOverError, WarmPolicy};
+use super::hcall::TceCalls;
+use super::iova_window::IovaWindow;
+use super::map::{MapError, MultiTce};
+use super::rtas::{DdwRtas, Delay, PeAddress, RtasError};
+use super::window::{DmaWindow, WindowError};
+use crate::addr::BusAddr;
+use crate::cmdline::DdwPolicy;
+use crate::devices::DmaDevice;
+use crate::devtree::phb::PhbInfo;
+use crate::devtree::platform::Platform;
+use crate::dma::{PeDma, WarmError};
+
+/// The PE's default window as the device tree describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultWindowDesc {
+    /// `ibm,dma-window` describes a usable window.
+    Usable(DmaWindow),
+    /// It describes a window this driver cannot use.
+    Unusable(WindowError),
+    /// The PE's node has no `ibm,dma-window`.
+    Missing,
+}
+
+impl DefaultWindowDesc {
+    /// The window, if usable.
+    pub fn window(&self) -> Option<DmaWindow> {
+        match self {
+            DefaultWindowDesc::Usable(window) => Some(*window),
+            _ => None,
+        }
+    }
+}
+
+/// Why a PE gets no Dynamic DMA Window at all (nothing is asked of the hypervisor).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoDdw {
+    /// `ddw=off`.
+    PolicyOff,
+    /// The PE's node is below the PHB (a per-device PE, as PowerVM describes some slots).
+    NodeBelowPhb {
+        /// The node.
+        node: String,
+    },
+    /// The PE's node has no `ibm,ddw-applicable`.
+    NotApplicable,
+    /// No function of the PE has a driver that makes DMA.
+    NoDmaDevice,
+    /// The PE's devices all have narrow DMA masks: the default window serves them.
+    NoWideDevice {
+        /// How many narrow devices.
+        narrow: usize,
+    },
+}
+
+impl fmt::Display for NoDdw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoDdw::PolicyOff => write!(f, "ddw=off on the kernel command line"),
+            NoDdw::NodeBelowPhb { node } => {
+                write!(f, "the PE node {node} is below the PHB; per-device PEs are not handled yet")
+            }
+            NoDdw::NotApplicable => {
+                write!(f, "the PE node has no ibm,ddw-applicable (the platform offers no DDW)")
+            }
+            NoDdw::NoDmaDevice => write!(f, "no PCI function on this PHB has a driver that makes DMA"),
+            NoDdw::NoWideDevice { narrow } => write!(
+                f,
+                "the PE's {narrow} device(s) drive fewer than 64 address bits; the default window serves them"
+            ),
+        }
+    }
+}
+
+/// Everything one PE's DMA set-up needs, read from the platform.
+#[derive(Clone, Debug)]
+pub struct PeSetUp<'a> {
+    /// The PHB the PE is on.
+    pub phb: &'a PhbInfo,
+    /// The PE's node.
+    pub node: String,
+    /// The default window.
+    pub default: DefaultWindowDesc,
+    /// Whether the multi-TCE hcalls exist.
+    pub multi_tce: MultiTce,
+    /// The PE's RTAS address, or why no DDW is attempted.
+    pub ddw: Result<PeAddress, NoDdw>,
+    /// The policy the request follows.
+    pub policy: DdwPolicy,
+    /// All of the platform, for RAM and the hot-plug maximum.
+    pub platform: &'a Platform,
+    /// Devices of the PE that keep the default window for their narrow masks.
+    pub narrow_devices: u32,
+    /// Bus ranges no window may hand out.
+    pub iova_holes: Vec<(BusAddr, u64)>,
+}
+
+/// The nearest node at or above `device_path` (inside `phb`) carrying `ibm,dma-window`.
+fn pe_node(phb: &PhbInfo, device_path: &str) -> String {
+    let mut at = device_path;
+    while at.len() > phb.path.len() && at.starts_with(phb.path.as_str()) {
+        if phb.children.iter().any(|n| n.path == at && n.has_dma_window) {
+            return String::from(at);
+        }
+        match at.rfind('/') {
+            Some(cut) => at = &at[..cut],
+            None => break,
+        }
+    }
+    phb.path.clone()
+}
+
+impl<'a> PeSetUp<'a> {
+    /// The set-up of the PE on `phb` whose DMA devices are `devices`, under `policy`.
+    pub fn for_phb(
+        platform: &'a Platform,
+        phb: &'a PhbInfo,
+        devices: &[DmaDevice],
+        policy: DdwPolicy,
+    ) -> PeSetUp<'a> {
+        let first_path = devices.iter().find_map(|d| {
+            phb.children
+                .iter()
+                .find(|n| n.bus == d.bdf.bus && n.device == d.bdf.device && n.function == d.bdf.function)
+                .map(|n| n.path.as_str())
+        });
+        let node = first_path.map_or_else(|| phb.path.clone(), |path| pe_node(phb, path));
+        let default = match phb.dma_window.as_ref().map(DmaWindow::from_default) {
+            Some(Ok(window)) => DefaultWindowDesc::Usable(window),
+            Some(Err(error)) => DefaultWindowDesc::Unusable(error),
+            None => DefaultWindowDesc::Missing,
+        };
+        let narrow = devices.iter().filter(|d| !d.driver.is_64bit()).count();
+        let wide = devices.iter().find(|d| d.driver.is_64bit());
+        let ddw = if policy == DdwPolicy::Off {
+            Err(NoDdw::PolicyOff)
+        } else if node != phb.path {
+            Err(NoDdw::NodeBelowPhb { node: node.clone() })
+        } else if phb.ddw_applicable.is_none() {
+            Err(NoDdw::NotApplicable)
+        } else if devices.is_empty() {
+            Err(NoDdw::NoDmaDevice)
+        } else if wide.is_none() {
+            Err(NoDdw::NoWideDevice { narrow })
+        } else {
+            // The DDW calls take the address of a device of the PE (Linux `query_ddw`:
+            // "retrieve them from the pci device, not the node with the dma-window property").
+            let first = devices.first().map_or(0, |d| d.bdf.config_addr(0));
+            Ok(PeAddress { config_addr: first, buid: phb.buid })
+        };
+        PeSetUp {
+            phb,
+            node,
+            default,
+            multi_tce: platform.multi_tce(),
+            ddw,
+            policy,
+            platform,
+            narrow_devices: narrow as u32,
+            iova_holes: phb.iova_holes(),
+        }
+    }
+
+    /// The PE's windows before any DDW: the default window, if usable, with a fresh allocator
+    /// that never hands out the holes.
+    pub fn initial_dma(&self) -> PeDma {
+        let default = self.default.window().map(|w| IovaWindow::with_holes(w, self.multi_tce, &self.iova_holes));
+        PeDma { default, ddw: None }
+    }
+
+    /// The request for the DDW, given the PE's current windows (whose default window may hold
+    /// live mappings), or `None` when no DDW is attempted.
+    pub fn request(&self, dma: &PeDma) -> Option<PeRequest<'_>> {
+        let pe = *self.ddw.as_ref().ok()?;
+        let single_window = match self.policy.forces_single_window() {
+            true => SingleWindowPath::Always,
+            false => SingleWindowPath::WhenNoneFree,
+        };
+        Some(PeRequest {
+            pe,
+            extensions: self.phb.ddw_extensions.as_ref(),
+            ram: &self.platform.memory,
+            ram_end: self.platform.max_possible_ram_addr(),
+            device_mask_bits: 64,
+            multi_tce: self.multi_tce,
+            default: dma.default.as_ref().map(|d| DefaultWindow {
+                window: *d.window(),
+                live_pages: d.in_use(),
+                narrow_devices: self.narrow_devices,
+            }),
+            single_window,
+            iova_holes: &self.iova_holes,
+        })
+    }
+}
+
+/// Whether this is the first set-up since the machine started, or a warm restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// The windows are as the platform booted.
+    Fresh,
+    /// A previous kernel ran (kexec): it handed over `found` for this PE, or nothing.
+    Warm {
+        /// What to do with a window found.
+        policy: WarmPolicy,
+        /// The previous kernel's handover for this PE.
+        found: Option<Handover>,
+    },
+}
+
+/// A warm take-over, for the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TakeOverSummary {
+    /// The found window is in use again.
+    Reused {
+        /// The window.
+        facts: DdwFacts,
+        /// Entries read back to check it.
+        checked: u64,
+        /// Whether all RAM was mapped again.
+        remapped: bool,
+        /// Set when removal was asked for but failed, so the window was reused instead.
+        instead_of: Option<TakeOverError>,
+        /// The query's failure, if it failed.
+        query_error: Option<RtasError>,
+    },
+    /// The found window was removed and the set-up ran afresh.
+    Replaced {
+        /// Why reusing it failed.
+        reuse_error: Option<MapError>,
+        /// Why clearing it failed.
+        clear_error: Option<MapError>,
+        /// Why removing it failed (the PE was reset instead).
+        removal: Option<RtasError>,
+        /// How the default window came back, if the PE was reset.
+        restore: Option<Restore>,
+        /// The fresh set-up's outcome.
+        fresh: Result<DdwFacts, DdwError>,
+    },
+}
+
+impl TakeOverSummary {
+    fn of(take_over: &TakeOver) -> Self {
+        match take_over {
+            TakeOver::Reused { ddw, checked, remapped, instead_of, query_error } => TakeOverSummary::Reused {
+                facts: ddw.facts(),
+                checked: *checked,
+                remapped: *remapped,
+                instead_of: instead_of.clone(),
+                query_error: *query_error,
+            },
+            TakeOver::Replaced { reuse_error, clear_error, removal, restore, fresh } => TakeOverSummary::Replaced {
+                reuse_error: *reuse_error,
+                clear_error: *clear_error,
+                removal: *removal,
+                restore: *restore,
+                fresh: fresh.as_ref().map(|ddw| ddw.facts()).map_err(Clone::clone),
+            },
+        }
+    }
+}
+
+/// What [`set_up`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetUpReport {
+    /// No DDW was attempted.
+    NoDdw(NoDdw),
+    /// A fresh boot's set-up.
+    Fresh(Result<DdwFacts, DdwError>),
+    /// A warm restart with nothing handed over: the described default window was checked
+    /// (and brought back by a reset if it was gone), then the set-up ran as on a fresh boot.
+    WarmNoWindow(Result<(Option<Restore>, Result<DdwFacts, DdwError>), TakeOverError>),
+    /// A warm restart that found `found`.
+    WarmTakeOver {
+        /// The handed-over window.
+        found: Handover,
+        /// What became of it.
+        result: Result<TakeOverSummary, TakeOverError>,
+    },
+}
+
+impl SetUpReport {
+    /// The DDW in use afterwards, if any.
+    pub fn ddw(&self) -> Option<&DdwFacts> {
+        match self {
+            SetUpReport::NoDdw(_) => None,
+            SetUpReport::Fresh(result) | SetUpReport::WarmNoWindow(Ok((_, result))) => result.as_ref().ok(),
+            SetUpReport::WarmNoWindow(Err(_)) => None,
+            SetUpReport::WarmTakeOver { result, .. } => match result {
+                Ok(TakeOverSummary::Reused { facts, .. }) => Some(facts),
+                Ok(TakeOverSummary::Replaced { fresh, .. }) => fresh.as_ref().ok(),
+                Err(_) => None,
+            },
+        }
+    }
+
+    /// The fresh set-up's error, if one ran and failed.
+    pub fn ddw_error(&self) -> Option<&DdwError> {
+        match self {
+            SetUpReport::Fresh(Err(error)) | SetUpReport::WarmNoWindow(Ok((_, Err(error)))) => Some(error),
+            SetUpReport::WarmTakeOver { result: Ok(TakeOverSummary::Replaced { fresh: Err(error), .. }), .. } => {
+                Some(error)
+            }
+            _ => None,
+        }
+    }
+
+    /// The warm restart's error, if it failed.
+    pub fn warm_error(&self) -> Option<WarmError> {
+        match self {
+            SetUpReport::WarmNoWindow(Err(error)) | SetUpReport::WarmTakeOver { result: Err(error), .. } => {
+                Some(WarmError::TakeOver(error.clone()))
+            }
+            SetUpReport::WarmNoWindow(Ok((_, Err(error))))
+            | SetUpReport::WarmTakeOver { result: Ok(TakeOverSummary::Replaced { fresh: Err(error), .. }), .. } => {
+                Some(WarmError::Fresh(error.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Sets up the DMA windows of the PE `setup` describes, starting from its windows `dma` (as
+/// [`PeSetUp::initial_dma`] gives them, perhaps with live mappings in the default window), and
+/// settles the outcome into `dma`. Whatever the hypervisor answers, the PE is left on its
+/// default window or its DDW, or the report says why neither is usable.
+pub fn set_up(
+    hv: &mut (impl DdwRtas + TceCalls),
+    delay: &mut impl Delay,
+    setup: &PeSetUp<'_>,
+    start: Start,
+    dma: &mut PeDma,
+) -> SetUpReport {
+    let Some(request) = setup.request(dma) else {
+        let why = setup.ddw.clone().err().unwrap_or(NoDdw::NotApplicable);
+        return SetUpReport::NoDdw(why);
+    };
+    match start {
+        Start::Fresh => {
+            let result = enable_ddw(hv, delay, &request);
+            let facts = result.as_ref().map(|ddw| ddw.facts()).map_err(Clone::clone);
+            let _ = dma.settle(result);
+            SetUpReport::Fresh(facts)
+        }
+        Start::Warm { found: None, .. } => {
+            let default = dma.default.take();
+            match ensure_default(hv, delay, &request) {
+                Ok(restore) => {
+                    dma.default = default;
+                    let result = enable_ddw(hv, delay, &request);
+                    let facts = result.as_ref().map(|ddw| ddw.facts()).map_err(Clone::clone);
+                    let _ = dma.settle(result);
+                    SetUpReport::WarmNoWindow(Ok((restore, facts)))
+                }
+                Err(error) => SetUpReport::WarmNoWindow(Err(error)),
+            }
+        }
+        Start::Warm { policy, found: Some(found) } => {
+            let default = dma.default.take();
+            let result = take_over(hv, delay, &request, &found, policy);
+            let summary = result.as_ref().map(TakeOverSummary::of).map_err(Clone::clone);
+            let _ = dma.settle_take_over(&found, default, result);
+            SetUpReport::WarmTakeOver { found, result: summary }
+        }
+    }
+}

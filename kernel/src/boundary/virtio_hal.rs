@@ -1,0 +1,244 @@
+//! The `virtio-drivers` HAL: queue memory from the heap, every buffer shared through the
+//! device's DMA handle (bypass, direct DDW, or TCEs in a window), MMIO through the PHB's
+//! `ranges`.
+//!
+//! `virtio-drivers`' `Hal` has only static methods, so the device being driven is bound here
+//! for the life of a [`HalGuard`] ([`drivers::virtio_dma::HalBinding`] keeps the bookkeeping,
+//! host-tested). One device at a time; the binding's lock is the only lock taken here before
+//! the device's PE lock, and nothing takes them the other way round.
+
+use core::ptr::NonNull;
+use drivers::addr::{BusAddr, PhysAddr};
+use drivers::devtree::phb::PciRange;
+use drivers::dma::{DeviceHandle, DmaMemory};
+use drivers::iommu::DmaDirection;
+use drivers::virtio_dma::HalBinding;
+use spin::Mutex;
+use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE};
+
+use drivers::pci::{Bdf, ConfigAccess, Width};
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction};
+
+use super::hypervisor::PeHypervisor;
+use crate::pci_config::RtasConfigSpace;
+use super::memory::{HeapPages, SharedRegion};
+
+/// What virtio-drivers hands the device: its own queue pages, or a caller's buffer.
+pub enum VirtioMemory {
+    /// Queue memory from [`Hal::dma_alloc`].
+    Pages(HeapPages),
+    /// A buffer from [`Hal::share`].
+    Shared(SharedRegion),
+}
+
+// SAFETY: both variants are `DmaMemory` themselves; this forwards to them.
+unsafe impl DmaMemory for VirtioMemory {
+    fn phys(&self) -> PhysAddr {
+        match self {
+            VirtioMemory::Pages(pages) => pages.phys(),
+            VirtioMemory::Shared(region) => region.phys(),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            VirtioMemory::Pages(pages) => pages.len(),
+            VirtioMemory::Shared(region) => region.len(),
+        }
+    }
+}
+
+type Binding = HalBinding<PeHypervisor, VirtioMemory>;
+
+static BINDING: Mutex<Option<Binding>> = Mutex::new(None);
+
+/// The device bound to the HAL; unbound when dropped.
+pub struct HalGuard(());
+
+/// Binds a device behind a PHB with `ranges` (MMIO only, until [`HalGuard::attach`]).
+pub fn bind(ranges: alloc::vec::Vec<PciRange>) -> HalGuard {
+    *BINDING.lock() = Some(Binding::new(ranges));
+    HalGuard(())
+}
+
+impl HalGuard {
+    /// Lets the device DMA through `device`.
+    pub fn attach(&self, device: DeviceHandle<PeHypervisor>) {
+        if let Some(binding) = BINDING.lock().as_mut() {
+            binding.attach(device);
+        }
+    }
+
+    /// The first DMA failure so far.
+    pub fn error(&self) -> Option<alloc::string::String> {
+        BINDING.lock().as_ref().and_then(|b| b.error().map(alloc::string::String::from))
+    }
+
+    /// Buffers shared so far.
+    pub fn maps(&self) -> u64 {
+        BINDING.lock().as_ref().map_or(0, Binding::maps)
+    }
+}
+
+impl Drop for HalGuard {
+    fn drop(&mut self) {
+        // Mappings still live are dropped with the binding: their memory stays out of use.
+        *BINDING.lock() = None;
+    }
+}
+
+/// The kernel's HAL.
+pub struct KernelHal;
+
+fn direction(direction: BufferDirection) -> DmaDirection {
+    match direction {
+        BufferDirection::DriverToDevice => DmaDirection::ToDevice,
+        BufferDirection::DeviceToDriver => DmaDirection::FromDevice,
+        BufferDirection::Both => DmaDirection::Bidirectional,
+    }
+}
+
+fn share(memory: VirtioMemory, dir: BufferDirection) -> Option<BusAddr> {
+    let mut binding = BINDING.lock();
+    let bus = binding.as_mut()?.share(memory, direction(dir));
+    (bus != drivers::virtio_dma::NO_DMA_ADDRESS).then_some(bus)
+}
+
+// SAFETY: dma_alloc returns zeroed, page-aligned heap memory owned by the caller until
+// dma_dealloc; mmio_phys_to_virt returns the BAR's CPU address through the bound PHB's ranges
+// (mapped cache-inhibited), which nothing else uses.
+unsafe impl Hal for KernelHal {
+    fn dma_alloc(pages: usize, dir: BufferDirection) -> (u64, NonNull<u8>) {
+        let Some(memory) = pages.checked_mul(PAGE_SIZE).and_then(|bytes| HeapPages::zeroed(bytes, PAGE_SIZE)) else {
+            return (0, NonNull::dangling());
+        };
+        let ptr = memory.ptr();
+        // A failed share drops the pages (or keeps them if they may still be mapped); 0 tells
+        // virtio-drivers the allocation failed (heap pages never sit at physical 0).
+        match share(VirtioMemory::Pages(memory), dir) {
+            Some(bus) => (bus.get(), ptr),
+            None => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(paddr: u64, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
+        let back = BINDING.lock().as_mut().and_then(|b| b.unshare(BusAddr(paddr)));
+        // Dropping the pages frees them; pages that did not come back stay allocated.
+        match back {
+            Some(memory) => {
+                drop(memory);
+                0
+            }
+            None => -1,
+        }
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: u64, size: usize) -> NonNull<u8> {
+        let cpu = BINDING.lock().as_ref().and_then(|b| b.mmio_cpu_addr(paddr, size as u64));
+        // The caller checked every BAR against the ranges before creating the transport.
+        match cpu.and_then(|addr| NonNull::new(addr.get() as *mut u8)) {
+            Some(ptr) => ptr,
+            None => panic!("virtio BAR region {paddr:#x}+{size:#x} is outside the PHB's memory windows"),
+        }
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, dir: BufferDirection) -> u64 {
+        // SAFETY: `Hal::share`'s contract: the buffer stays valid and untouched until the
+        // matching `unshare`, which drops the region.
+        let region = unsafe { SharedRegion::new(buffer) };
+        // A failure answers an address no window or RAM has, and the error is recorded for the
+        // driver, which fails the device.
+        share(VirtioMemory::Shared(region), dir).map_or(drivers::virtio_dma::NO_DMA_ADDRESS.get(), BusAddr::get)
+    }
+
+    unsafe fn unshare(paddr: u64, _buffer: NonNull<[u8]>, _dir: BufferDirection) {
+        let back = BINDING.lock().as_mut().and_then(|b| b.unshare(BusAddr(paddr)));
+        drop(back);
+    }
+}
+
+/// `virtio-drivers`' view of config space (32-bit registers; absent devices read all ones).
+impl ConfigurationAccess for RtasConfigSpace {
+    fn read_word(&self, df: DeviceFunction, offset: u8) -> u32 {
+        let bdf = Bdf { bus: df.bus, device: df.device, function: df.function };
+        self.clone().read(bdf, u16::from(offset), Width::Dword).unwrap_or(u32::MAX)
+    }
+
+    fn write_word(&mut self, df: DeviceFunction, offset: u8, data: u32) {
+        let bdf = Bdf { bus: df.bus, device: df.device, function: df.function };
+        // A failed write shows up as the device not working; the read side reports it.
+        let _ = self.write(bdf, u16::from(offset), Width::Dword, data);
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        // Clones share the PHB's call counter; RTAS config calls are independent of each other.
+        self.clone()
+    }
+}
+
+/// What one block request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlkOp {
+    /// Read sectors into the buffer.
+    Read,
+    /// Write the buffer to sectors.
+    Write,
+}
+
+impl BlkOp {
+    fn name(self) -> &'static str {
+        match self {
+            BlkOp::Read => "read",
+            BlkOp::Write => "write",
+        }
+    }
+}
+
+/// A virtio-blk device over PCI through the kernel's HAL.
+pub type Blk = virtio_drivers::device::blk::VirtIOBlk<KernelHal, drivers::virtio::PlatformTransport<virtio_drivers::transport::pci::PciTransport>>;
+
+/// One request on `blk` at `sector` with `buf`, polled for at most `timeout` timebase ticks.
+/// A DMA failure recorded by the HAL fails the request before it is waited for.
+pub fn blk_request(
+    blk: &mut Blk,
+    op: BlkOp,
+    sector: u64,
+    buf: &mut [u8],
+    timeout: u64,
+    guard: &HalGuard,
+) -> Result<(), alloc::string::String> {
+    use alloc::format;
+    use virtio_drivers::device::blk::{BlkReq, BlkResp};
+    let what = op.name();
+    let fail = |e: virtio_drivers::Error| format!("virtio-blk {what} of sector {sector}: {e}");
+    let mut req = BlkReq::default();
+    let mut resp = BlkResp::default();
+    // SAFETY: req, buf and resp stay borrowed, untouched, until the request completes below;
+    // if it never does, the error return leads the caller to drop the device, whose transport
+    // resets it (virtio-drivers `PciTransport::drop`) before the buffers are used again.
+    let token = unsafe {
+        match op {
+            BlkOp::Write => blk.write_blocks_nb(sector as usize, &mut req, buf, &mut resp),
+            BlkOp::Read => blk.read_blocks_nb(sector as usize, &mut req, buf, &mut resp),
+        }
+    }
+    .map_err(fail)?;
+    if let Some(error) = guard.error() {
+        return Err(format!("DMA mapping failed: {error}"));
+    }
+    let start = arch_ppc64::cpu::timebase();
+    while blk.peek_used() != Some(token) {
+        if arch_ppc64::cpu::timebase().wrapping_sub(start) > timeout {
+            return Err(format!("virtio-blk {what} of sector {sector} did not complete in time"));
+        }
+        core::hint::spin_loop();
+    }
+    // SAFETY: the same buffers as submitted, for the token the device returned.
+    unsafe {
+        match op {
+            BlkOp::Write => blk.complete_write_blocks(token, &req, buf, &mut resp),
+            BlkOp::Read => blk.complete_read_blocks(token, &req, buf, &mut resp),
+        }
+    }
+    .map_err(fail)
+}

@@ -1,0 +1,146 @@
+//! The virtio-blk self-test: every disk is read through buffers spread over RAM and
+//! checksummed; a disk labelled `PSERIES-DDW-SCRATCH` also gets its first half copied onto its
+//! second half (plan in `drivers::selftest::disk`). The device is driven by `virtio-drivers`
+//! over RTAS config space, with DMA through the device's own handle on its PE.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use arch_ppc64::cpu;
+use drivers::devices::VIRTIO_BLK;
+use drivers::dma::{DeviceHandle, DmaMode, DmaTranslation};
+use drivers::pci::Function;
+use drivers::selftest::disk::{copy_steps, crc_chunks, is_scratch, CRC_CHUNK, SECTOR};
+use drivers::virtio::PlatformTransport;
+use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::PciTransport;
+
+use crate::boundary::memory::PhysBuffer;
+use crate::boundary::virtio_hal::{self, blk_request, Blk, BlkOp, HalGuard, KernelHal};
+use crate::kv;
+use crate::system::Phb;
+
+/// Seconds a request may take before the disk is declared hung.
+const IO_TIMEOUT_S: u64 = 10;
+/// Sectors per copy step (1 MiB).
+const COPY_SECTORS: u64 = 2048;
+
+/// What one disk's test needs.
+pub struct DiskTest<'a> {
+    /// Report index (`blk.<n>`).
+    pub n: usize,
+    /// Its PHB.
+    pub phb: &'a Phb<'a>,
+    /// The function.
+    pub function: &'a Function,
+    /// The spread buffers (those of at least 1 MiB are used).
+    pub buffers: &'a mut [PhysBuffer],
+    /// Timebase ticks per second.
+    pub hz: u64,
+}
+
+/// Runs the test on one disk and reports `blk.<n>.*`; `Err` is the sentence for
+/// `blk.<n>.status`.
+pub fn run(test: DiskTest<'_>) -> Result<(), String> {
+    let DiskTest { n, phb, function, buffers, hz } = test;
+    let key = |name: &str| format!("blk.{n}.{name}");
+    kv!(key("pe"), "{}", phb.index);
+    kv!(key("bdf"), "{}", function.bdf);
+    for bar in function.bars.iter().filter(|b| b.kind.is_memory() && b.size > 0) {
+        if phb.info.bus_to_cpu(drivers::devtree::phb::PciSpace::Mem64, bar.bus_addr, bar.size).is_none() {
+            return Err(format!(
+                "BAR {} at bus address {:#x}+{:#x} is outside the PHB's memory windows",
+                bar.index, bar.bus_addr, bar.size
+            ));
+        }
+    }
+    let cfg = phb.cfg.clone().ok_or("the PHB has no config-space access")?;
+    let pe = phb.pe.as_ref().ok_or("the disk's PE was not set up")?;
+    // The HAL serves this device's MMIO from now on, and its DMA once its mode is known.
+    let guard = virtio_hal::bind(phb.info.ranges.clone());
+    let mut root = PciRoot::new(cfg);
+    let df = DeviceFunction { bus: function.bdf.bus, device: function.bdf.device, function: function.bdf.function };
+    let inner = PciTransport::new::<KernelHal, _>(&mut root, df).map_err(|e| format!("virtio PCI transport: {e}"))?;
+    let mut transport = PlatformTransport::new(inner);
+    let translated = transport.access_platform();
+    kv!(key("access_platform"), "{}", if translated { "yes" } else { "no" });
+    let translation = if translated { DmaTranslation::Iommu } else { DmaTranslation::Bypass };
+    let handle = DeviceHandle::new(&pe.state, VIRTIO_BLK.dma_mask(), translation).map_err(|e| e.to_string())?;
+    report_mode(&key, handle.dma().mode, VIRTIO_BLK.dma_mask_bits);
+    guard.attach(handle);
+    let result = drive(&key, transport, buffers, hz, &guard);
+    if let Some(error) = guard.error() {
+        return Err(format!("DMA mapping failed: {error}"));
+    }
+    result
+}
+
+fn report_mode(key: &dyn Fn(&str) -> String, mode: DmaMode, bits: u32) {
+    kv!(key("dma"), "{}", mode.name());
+    match mode {
+        DmaMode::Direct { offset, .. } => kv!(key("dma_offset"), "{offset:#x}"),
+        DmaMode::DdwIommu { liobn } | DmaMode::DefaultIommu { liobn } => kv!(key("dma_liobn"), "{liobn}"),
+        DmaMode::Bypass => {}
+    }
+    kv!(key("dma_mask_bits"), "{bits}");
+}
+
+fn drive(
+    key: &dyn Fn(&str) -> String,
+    transport: PlatformTransport<PciTransport>,
+    buffers: &mut [PhysBuffer],
+    hz: u64,
+    guard: &HalGuard,
+) -> Result<(), String> {
+    let mut blk: Blk = VirtIOBlk::new(transport).map_err(|e| format!("virtio-blk initialisation: {e}"))?;
+    let mut buffers: Vec<&mut PhysBuffer> = buffers.iter_mut().filter(|b| b.bytes_len() as u64 >= CRC_CHUNK).collect();
+    if buffers.is_empty() {
+        return Err("no RAM buffer could be placed".into());
+    }
+    let sectors = blk.capacity();
+    kv!(key("sectors"), "{sectors}");
+    let list: Vec<String> = buffers.iter().map(|b| format!("{}", b.phys())).collect();
+    kv!(key("buffers"), "{}", list.join(","));
+    if sectors == 0 {
+        return Err("the disk is empty".into());
+    }
+    let timeout = hz * IO_TIMEOUT_S;
+    let io = |blk: &mut Blk, op, sector, buf: &mut [u8]| blk_request(blk, op, sector, buf, timeout, guard);
+    io(&mut blk, BlkOp::Read, 0, &mut buffers[0].bytes()[..SECTOR as usize])?;
+    let scratch = is_scratch(&buffers[0].bytes()[..SECTOR as usize]);
+    kv!(key("scratch"), "{}", if scratch { "yes" } else { "no" });
+    let (mut bytes, mut ticks) = (0u64, 0u64);
+    let count = buffers.len();
+    for (k, first, sectors_in_chunk) in crc_chunks(sectors) {
+        let buffer = &mut buffers[k as usize % count];
+        let len = (sectors_in_chunk * SECTOR) as usize;
+        let start = cpu::timebase();
+        io(&mut blk, BlkOp::Read, first, &mut buffer.bytes()[..len])?;
+        ticks += cpu::timebase().wrapping_sub(start);
+        bytes += len as u64;
+        kv!(key(&format!("crc.{k}")), "{:08x}", crc32fast::hash(&buffer.bytes()[..len]));
+    }
+    let us = ticks.saturating_mul(1_000_000) / hz.max(1);
+    kv!(key("read_bytes"), "{bytes}");
+    kv!(key("read_us"), "{us}");
+    let tenths = (bytes * 10).checked_div(us).unwrap_or(0); // bytes/µs = MB/s
+    kv!(key("read_mbps"), "{}.{}", tenths / 10, tenths % 10);
+    kv!(key("maps"), "{}", guard.maps());
+    if !scratch {
+        kv!(key("copy"), "skipped");
+        return Ok(());
+    }
+    let mut copied = 0;
+    for (i, (src, dst, sectors_in_step)) in copy_steps(sectors, COPY_SECTORS).into_iter().enumerate() {
+        let buffer = &mut buffers[i % count];
+        let len = (sectors_in_step * SECTOR) as usize;
+        io(&mut blk, BlkOp::Read, src, &mut buffer.bytes()[..len])?;
+        io(&mut blk, BlkOp::Write, dst, &mut buffer.bytes()[..len])?;
+        copied += sectors_in_step;
+    }
+    blk.flush().map_err(|e| format!("virtio-blk flush: {e}"))?;
+    kv!(key("copy"), "done");
+    kv!(key("copied_sectors"), "{copied}");
+    Ok(())
+}

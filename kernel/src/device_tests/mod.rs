@@ -1,0 +1,70 @@
+//! The default self-test: every virtio-blk disk and every `edu` device, after the DMA windows
+//! are set up, each through its own DMA handle on its PE; prints `selftest.status`.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use arch_ppc64::println;
+use drivers::devices::{driver_for, DeviceKind};
+use drivers::devtree::platform::Platform;
+
+use crate::boundary::memory::{place_buffers, PhysBuffer, Reserved};
+use crate::kv;
+use crate::system::Phb;
+
+mod blk;
+mod edu;
+
+/// Bytes per self-test buffer (one CRC chunk).
+const BUFFER_BYTES: u64 = drivers::selftest::disk::CRC_CHUNK;
+
+/// Runs every device test; returns the number of failures.
+pub fn run(platform: &Platform, phbs: &[Phb<'_>], reserved: &Reserved, hz: u64) -> usize {
+    println!("== self-test");
+    let mut buffers: Vec<PhysBuffer> = place_buffers(&platform.memory, reserved, BUFFER_BYTES)
+        .into_iter()
+        .map(|(spot, buffer)| {
+            kv!(format!("selftest.buffer.{}", spot.name()), "{}", buffer.phys());
+            buffer
+        })
+        .collect();
+    let (mut disks, mut edus, mut failures) = (0, 0, 0);
+    for phb in phbs {
+        for function in &phb.functions {
+            match driver_for(function.vendor_id, function.device_id).map(|d| d.kind) {
+                Some(DeviceKind::VirtioBlk) => {
+                    let result = blk::run(blk::DiskTest { n: disks, phb, function, buffers: &mut buffers, hz });
+                    failures += report(&format!("blk.{disks}.status"), result);
+                    disks += 1;
+                }
+                Some(DeviceKind::Edu) => {
+                    let result = edu::run(edus, phb, function, &mut buffers, hz);
+                    failures += report(&format!("edu.{edus}.status"), result);
+                    edus += 1;
+                }
+                None => {}
+            }
+        }
+    }
+    kv!("selftest.disks", "{disks}");
+    kv!("selftest.edus", "{edus}");
+    kv!("selftest.failures", "{failures}");
+    let config_calls: u64 = phbs.iter().filter_map(|p| p.cfg.as_ref()).map(|c| c.calls()).sum();
+    kv!("pci.config_calls_total", "{config_calls}");
+    kv!("selftest.status", "{}", if failures == 0 { "ok" } else { "fail" });
+    failures
+}
+
+fn report(key: &str, result: Result<(), String>) -> usize {
+    match result {
+        Ok(()) => {
+            kv!(key, "ok");
+            0
+        }
+        Err(why) => {
+            println!("  {key}: {why}");
+            kv!(key, "{why}");
+            1
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Every PE's DMA windows, set up by `drivers::iommu::set_up` and reported.
+//!
+//! The policy — which node is the PE's, whether a DDW is asked for, how big, what a warm
+//! restart does with what it finds — is the driver's (`drivers::iommu::pe`), tested on the
+//! host against the hypervisor model. This module feeds it the platform, times it and prints
+//! what it says.
+
+use arch_ppc64::{cpu, println};
+use drivers::cmdline::{Args, DdwPolicy};
+use drivers::devices::dma_devices;
+use drivers::devtree::platform::Platform;
+use drivers::iommu::handover::Handover;
+use drivers::iommu::pe_report::{pe_lines, Line};
+use drivers::iommu::rtas::{BusyWait, Delay};
+use drivers::iommu::{PeSetUp, Start};
+
+use crate::boundary::hypervisor::{set_up_pe, CreateFault};
+use crate::boundary::rtas::Firmware;
+use crate::kv;
+use crate::system::{Pe, Phb};
+
+/// Busy waits spin on the timebase.
+pub struct TimebaseDelay {
+    /// Timebase ticks per second.
+    pub hz: u64,
+}
+
+impl Delay for TimebaseDelay {
+    fn wait(&mut self, wait: BusyWait) {
+        let ms = match wait {
+            BusyWait::Immediately => return,
+            BusyWait::Milliseconds(ms) => u64::from(ms),
+        };
+        let start = cpu::timebase();
+        let ticks = self.hz / 1000 * ms;
+        while cpu::timebase().wrapping_sub(start) < ticks {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Sets up every PHB's PE and reports it; with `warm-restart=`, does it again as the next
+/// kernel would, knowing only each PE's handover.
+pub fn set_up_all(platform: &Platform, firmware: Firmware, phbs: &mut [Phb<'_>], args: &Args, hz: u64) {
+    println!("== dma windows");
+    for phb in phbs.iter_mut() {
+        set_up_one(platform, firmware, phb, args.ddw, Start::Fresh, hz);
+    }
+    let Some(policy) = args.warm_restart else { return };
+    println!("== dma windows, warm restart ({policy:?}: the DMA set-up runs again)");
+    for phb in phbs.iter_mut() {
+        // As after a kexec: the hypervisor keeps its windows and TCEs, the next kernel knows
+        // only the handover (Linux passes it as `linux,direct64-ddr-window-info`).
+        let found = phb.pe.take().and_then(|pe| handover(&pe));
+        set_up_one(platform, firmware, phb, args.ddw, Start::Warm { policy, found }, hz);
+    }
+}
+
+fn handover(pe: &Pe) -> Option<Handover> {
+    pe.state.lock().dma().handover(pe.address?)
+}
+
+fn set_up_one(platform: &Platform, firmware: Firmware, phb: &mut Phb<'_>, ddw: DdwPolicy, start: Start, hz: u64) {
+    let devices = dma_devices(&phb.functions);
+    let setup = PeSetUp::for_phb(platform, phb.info, &devices, ddw);
+    let fault = match ddw {
+        DdwPolicy::SingleWindowFailingCreate => CreateFault::FailNextCreate,
+        _ => CreateFault::None,
+    };
+    let begin = cpu::timebase();
+    let (state, report) = set_up_pe(firmware, &setup, start, fault, &mut TimebaseDelay { hz });
+    let ticks = cpu::timebase().wrapping_sub(begin);
+    for line in pe_lines(phb.index, &setup, &report, ticks, hz) {
+        match line {
+            Line::Kv(key, value) => kv!(key, "{value}"),
+            Line::Say(text) => println!("  {text}"),
+        }
+    }
+    phb.pe = Some(Pe { address: setup.ddw.ok(), state });
+}
