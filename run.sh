@@ -213,10 +213,22 @@ case "$cmd" in
         case "$cases" in ''|*[!0-9]*) die "fuzz takes a number of executions, not '$cases'" ;; esac
         setup
         cd "$ROOT"
-        say "fuzzing with $cases executions per target (FUZZ_SEED=${FUZZ_SEED:-default})"
-        export FUZZ_CASES="$cases"
-        cargo test --release -p drivers --test fuzz_devtree -- --nocapture 2>&1 | grep -E 'executions|test result|panicked|Fail'
-        cargo test --release -p papr-model --test fuzz_ddw -- --nocapture 2>&1 | grep -E 'executions|test result|panicked|Fail'
+        mkdir -p "$OUT"
+        # A fresh seed each run explores new cases; FUZZ_SEED=N repeats a run.
+        seed="${FUZZ_SEED:-$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')}"
+        say "fuzzing with $cases executions per target, FUZZ_SEED=$seed (rerun with FUZZ_SEED=$seed ./run.sh fuzz $cases)"
+        export FUZZ_CASES="$cases" FUZZ_SEED="$seed"
+        status=0
+        for target in "drivers fuzz_devtree" "papr-model fuzz_ddw"; do
+            set -- $target
+            cargo test --release -p "$1" --test "$2" -- --nocapture > "$OUT/fuzz-$2.log" 2>&1 || status=1
+            grep -E 'executions|test result|panicked|minimal failing input|Test failed' "$OUT/fuzz-$2.log" || true
+        done
+        if [ "$status" -ne 0 ]; then
+            say "a fuzz target failed (FUZZ_SEED=$seed; logs in $OUT/fuzz-*.log); its case was appended to"
+            say "drivers/tests/regressions/ or papr-model/tests/regressions/, which ./run.sh test replays"
+        fi
+        exit "$status"
         ;;
     help|-h|--help) sed -n '2,28p' "$0" ;;
     *) die "unknown command '$cmd' (build, test, bench, fuzz, or boot options; see ./run.sh help)" ;;

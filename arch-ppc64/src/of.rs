@@ -215,7 +215,12 @@ impl OpenFirmware {
 
     /// `nextprop`: the name of the property after `previous` (empty = the first) into `buf`;
     /// `Ok(None)` after the last one, `Ok(Some(len))` with the name's length.
-    pub fn next_property(&self, node: Phandle, previous: &str, buf: &mut [u8; 64]) -> Result<Option<usize>, OfError> {
+    pub fn next_property(
+        &self,
+        node: Phandle,
+        previous: &str,
+        buf: &mut [u8; 64],
+    ) -> Result<Option<usize>, OfError> {
         let prev = CName::new(previous.as_bytes())?;
         *buf = [0; 64];
         let mut rets = [0u32; 1];

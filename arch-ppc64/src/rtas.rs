@@ -73,7 +73,12 @@ impl Rtas {
     /// kernel: any argument that is an address must name memory valid for what the call does
     /// with it (reads, writes) for the whole call, and a call that changes which memory
     /// devices may reach must leave them reaching only memory their drivers own.
-    pub unsafe fn call(&self, token: u32, args: &[u32], rets: &mut [u32]) -> Result<RtasStatus, RtasCallError> {
+    pub unsafe fn call(
+        &self,
+        token: u32,
+        args: &[u32],
+        rets: &mut [u32],
+    ) -> Result<RtasStatus, RtasCallError> {
         let nret = rets.len() + 1;
         if args.len() + nret > MAX_CELLS {
             return Err(RtasCallError::TooManyCells);

@@ -94,7 +94,12 @@ pub struct Args {
 }
 
 /// Keeps the first value of a key and records a contradiction for a different second one.
-fn set<T: PartialEq + Copy>(slot: &mut Option<(T, &str)>, value: T, word: &'static str, conflicts: &mut Vec<String>) {
+fn set<T: PartialEq + Copy>(
+    slot: &mut Option<(T, &str)>,
+    value: T,
+    word: &'static str,
+    conflicts: &mut Vec<String>,
+) {
     match *slot {
         Some((old, old_word)) if old != value => {
             conflicts.push(format!("{word} contradicts {old_word} given before it"));
@@ -127,7 +132,9 @@ impl Args {
                 }
                 "mmu=on" => set(&mut mmu, MmuPolicy::On, "mmu=on", &mut conflicts),
                 "mmu=off" => set(&mut mmu, MmuPolicy::Off, "mmu=off", &mut conflicts),
-                "warm-restart=reuse" => set(&mut warm, WarmPolicy::Reuse, "warm-restart=reuse", &mut conflicts),
+                "warm-restart=reuse" => {
+                    set(&mut warm, WarmPolicy::Reuse, "warm-restart=reuse", &mut conflicts)
+                }
                 "warm-restart=remove" => {
                     set(&mut warm, WarmPolicy::Remove, "warm-restart=remove", &mut conflicts)
                 }

@@ -48,10 +48,12 @@ impl DriverDecl {
 pub const VIRTIO_VENDOR_ID: u16 = 0x1af4;
 
 /// The virtio-blk driver.
-pub const VIRTIO_BLK: DriverDecl = DriverDecl { kind: DeviceKind::VirtioBlk, name: "virtio-blk", dma_mask_bits: 64 };
+pub const VIRTIO_BLK: DriverDecl =
+    DriverDecl { kind: DeviceKind::VirtioBlk, name: "virtio-blk", dma_mask_bits: 64 };
 
 /// The edu driver.
-pub const EDU: DriverDecl = DriverDecl { kind: DeviceKind::Edu, name: "edu", dma_mask_bits: EDU_DMA_MASK_BITS };
+pub const EDU: DriverDecl =
+    DriverDecl { kind: DeviceKind::Edu, name: "edu", dma_mask_bits: EDU_DMA_MASK_BITS };
 
 /// The driver for a function with these IDs, if there is one.
 pub fn driver_for(vendor_id: u16, device_id: u16) -> Option<&'static DriverDecl> {
@@ -97,6 +99,9 @@ mod tests {
         ];
         let devices = dma_devices(&functions);
         assert_eq!(devices.len(), 2);
-        assert_eq!((devices[0].driver.kind, devices[1].driver.kind), (DeviceKind::VirtioBlk, DeviceKind::Edu));
+        assert_eq!(
+            (devices[0].driver.kind, devices[1].driver.kind),
+            (DeviceKind::VirtioBlk, DeviceKind::Edu)
+        );
     }
 }

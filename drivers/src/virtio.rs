@@ -3,7 +3,7 @@
 //! QEMU lets a virtio device that does not offer `VIRTIO_F_ACCESS_PLATFORM` (feature bit 33)
 //! DMA straight to guest-physical memory; one that offers it translates every DMA through the
 //! PHB's TCE tables and refuses FEATURES_OK unless the driver accepts the bit
-//! (../shared/docs/boot-facts.md "Virtio and the IOMMU"; QEMU `virtio_validate_features`).
+//! (QEMU hw/virtio/virtio.c `virtio_validate_features`, hw/virtio/virtio-pci.c).
 //! `virtio-drivers` 0.13 does not accept the bit in its block driver and does not check the
 //! status after FEATURES_OK, so [`PlatformTransport`] adds the bit when offered and records
 //! whether the device kept FEATURES_OK.

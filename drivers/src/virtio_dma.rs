@@ -47,7 +47,10 @@ impl<H: TceCalls, M: DmaMemory> HalBinding<H, M> {
 
     /// The CPU address of `len` bytes of the device's memory space at bus address `bus`.
     pub fn mmio_cpu_addr(&self, bus: u64, len: u64) -> Option<PhysAddr> {
-        self.ranges.iter().filter(|r| matches!(r.space, PciSpace::Mem32 | PciSpace::Mem64)).find_map(|r| r.bus_to_cpu(bus, len))
+        self.ranges
+            .iter()
+            .filter(|r| matches!(r.space, PciSpace::Mem32 | PciSpace::Mem64))
+            .find_map(|r| r.bus_to_cpu(bus, len))
     }
 
     /// Hands `memory` to the device and returns its bus address, or records why not and

@@ -24,7 +24,8 @@ fn binding(dma: PeDma, translation: DmaTranslation, mask_bits: u32) -> Binding {
 /// under QEMU), mapping 2^31 bytes.
 fn slot0_direct() -> PeDma {
     let window = DmaWindow::new(Liobn(0x8000_0000), BusAddr(0), 24, 31).unwrap();
-    let plan = WindowPlan { page_shift: 24, window_shift: 31, mode: WindowMode::Direct, limit: WindowLimit::Ram };
+    let plan =
+        WindowPlan { page_shift: 24, window_shift: 31, mode: WindowMode::Direct, limit: WindowLimit::Ram };
     let ddw = Ddw {
         query: None,
         outputs: QueryOutputs::Six,

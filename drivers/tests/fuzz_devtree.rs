@@ -17,7 +17,7 @@ use drivers::devtree::writer::FdtWriter;
 use drivers::devtree::{cpu, rtas};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, RngAlgorithm, TestRng, TestRunner};
 
 fn cases() -> u32 {
     std::env::var("FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
@@ -28,7 +28,11 @@ fn runner() -> TestRunner {
     let seed: u64 = std::env::var("FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x05ee_d0d7);
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = Config { cases: cases(), failure_persistence: None, ..Config::default() };
+    // Every failing case's seed is appended to the regression file, which every later run
+    // (`./run.sh test` included) replays first.
+    let persistence = FileFailurePersistence::Direct("tests/regressions/fuzz_devtree.txt");
+    let config =
+        Config { cases: cases(), failure_persistence: Some(Box::new(persistence)), ..Config::default() };
     TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
 }
 

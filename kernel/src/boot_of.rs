@@ -57,9 +57,13 @@ pub enum OfBootError {
 impl core::fmt::Display for OfBootError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            OfBootError::HeapClaim(e) => write!(f, "OF claim of the {} MiB heap failed ({e:?})", HEAP_SIZE >> 20),
+            OfBootError::HeapClaim(e) => {
+                write!(f, "OF claim of the {} MiB heap failed ({e:?})", HEAP_SIZE >> 20)
+            }
             OfBootError::NoRtasNode => write!(f, "OF has no /rtas node with an rtas-size property"),
-            OfBootError::Rtas(RtasSetUpError::Claim(e)) => write!(f, "OF claim of memory for RTAS failed ({e:?})"),
+            OfBootError::Rtas(RtasSetUpError::Claim(e)) => {
+                write!(f, "OF claim of memory for RTAS failed ({e:?})")
+            }
             OfBootError::Rtas(RtasSetUpError::Open(e)) => write!(f, "OF open(\"/rtas\") failed ({e:?})"),
             OfBootError::Rtas(RtasSetUpError::Instantiate(e)) => {
                 write!(f, "OF call-method instantiate-rtas failed ({e:?})")
@@ -81,7 +85,12 @@ impl OfTree for OfWalk<'_> {
         self.0.child(node)
     }
 
-    fn next_property(&mut self, node: Phandle, previous: &str, buf: &mut [u8; 64]) -> Result<Option<usize>, DtError> {
+    fn next_property(
+        &mut self,
+        node: Phandle,
+        previous: &str,
+        buf: &mut [u8; 64],
+    ) -> Result<Option<usize>, DtError> {
         self.0.next_property(node, previous, buf).map_err(|e| match e {
             OfError::BadName => DtError::Malformed("property name too long"),
             _ => DtError::Malformed("OF nextprop failed"),

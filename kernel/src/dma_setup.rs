@@ -60,7 +60,14 @@ fn handover(pe: &Pe) -> Option<Handover> {
     pe.state.lock().dma().handover(pe.address?)
 }
 
-fn set_up_one(platform: &Platform, firmware: Firmware, phb: &mut Phb<'_>, ddw: DdwPolicy, start: Start, hz: u64) {
+fn set_up_one(
+    platform: &Platform,
+    firmware: Firmware,
+    phb: &mut Phb<'_>,
+    ddw: DdwPolicy,
+    start: Start,
+    hz: u64,
+) {
     let devices = dma_devices(&phb.functions);
     let setup = PeSetUp::for_phb(platform, phb.info, &devices, ddw);
     let fault = match ddw {

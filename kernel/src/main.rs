@@ -73,7 +73,9 @@ fn boot(handoff: BootHandoff) -> ! {
     let booted = match (open_firmware(&handoff), handed_over_fdt(&handoff)) {
         (Some(of), _) => boot_open_firmware(&of),
         (None, Some(fdt)) => boot_flattened_tree(fdt),
-        (None, None) => exit::fail(format_args!("firmware handed over neither an OF entry (r5) nor an FDT (r3)")),
+        (None, None) => {
+            exit::fail(format_args!("firmware handed over neither an OF entry (r5) nor an FDT (r3)"))
+        }
     };
     let fdt = match fdt::Fdt::new(booted.fdt) {
         Ok(fdt) => fdt,
@@ -105,7 +107,9 @@ fn boot(handoff: BootHandoff) -> ! {
     let failures = device_tests::run(&platform, &phbs, &reserved_memory(&booted, &fdt), hz);
     run_test_mode(args.test);
     if failures > 0 {
-        exit::fail(format_args!("the DMA self-test failed on {failures} device(s); see the status lines above"));
+        exit::fail(format_args!(
+            "the DMA self-test failed on {failures} device(s); see the status lines above"
+        ));
     }
     let ticks = cpu::timebase().wrapping_sub(handoff.timebase());
     kv!("boot.ticks", "{}", ticks);
@@ -114,7 +118,10 @@ fn boot(handoff: BootHandoff) -> ! {
 
 fn boot_open_firmware(of: &arch_ppc64::of::OpenFirmware) -> Booted {
     if let Err(e) = claim_heap(of) {
-        exit::fail(format_args!("Open Firmware would not give the kernel a heap: {}", boot_of::OfBootError::HeapClaim(e)));
+        exit::fail(format_args!(
+            "Open Firmware would not give the kernel a heap: {}",
+            boot_of::OfBootError::HeapClaim(e)
+        ));
     }
     let result = match boot_of::boot(of) {
         Ok(result) => result,
@@ -142,7 +149,9 @@ fn boot_open_firmware(of: &arch_ppc64::of::OpenFirmware) -> Booted {
     Booted { kind, fdt, firmware: result.firmware, firmware_memory: alloc::vec![result.rtas_region] }
 }
 
-fn boot_flattened_tree(handed_over: Result<boundary::firmware::HandedOverFdt, boundary::firmware::FdtBootError>) -> Booted {
+fn boot_flattened_tree(
+    handed_over: Result<boundary::firmware::HandedOverFdt, boundary::firmware::FdtBootError>,
+) -> Booted {
     let handed_over = match handed_over {
         Ok(fdt) => fdt,
         Err(e) => exit::fail(format_args!("the FDT handed over in r3 is unusable: {e}")),
@@ -210,13 +219,17 @@ fn run_test_mode(mode: Option<TestMode>) {
             // invalid access is made with translation on and no translations present.
             let bad = 0x0bad_0000_dead_0000u64;
             let value = boundary::cpu::fault_data_segment(bad);
-            exit::fail(format_args!("test=segment: the load of {bad:#x} returned {value:#x} without an interrupt"));
+            exit::fail(format_args!(
+                "test=segment: the load of {bad:#x} returned {value:#x} without an interrupt"
+            ));
         }
         Some(TestMode::Unmapped) => {
             // 16 TiB: past RAM and below the PHB windows' region, mapped by nothing.
             let addr = 0x1000_0000_0000u64;
             let value = boundary::cpu::fault_unmapped(addr);
-            exit::fail(format_args!("test=unmapped: the load of {addr:#x} returned {value:#x} without an interrupt"));
+            exit::fail(format_args!(
+                "test=unmapped: the load of {addr:#x} returned {value:#x} without an interrupt"
+            ));
         }
         Some(TestMode::Program) => {
             boundary::cpu::fault_program();

@@ -73,7 +73,8 @@ impl ConfigAccess for RtasConfigSpace {
     }
 
     fn write(&mut self, bdf: Bdf, offset: u16, width: Width, value: u32) -> Result<(), ConfigError> {
-        let args = [bdf.config_addr(offset), (self.buid >> 32) as u32, self.buid as u32, Self::size(width), value];
+        let args =
+            [bdf.config_addr(offset), (self.buid >> 32) as u32, self.buid as u32, Self::size(width), value];
         self.call(ValueCall::WritePciConfig, self.write_token, &args, &mut [])
     }
 }

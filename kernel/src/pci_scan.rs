@@ -73,7 +73,14 @@ fn scan_phb(index: usize, phb: &PhbInfo, mut cfg: RtasConfigSpace) -> Vec<Functi
             .iter()
             .any(|f| f.bdf.bus == node.bus && f.bdf.device == node.device && f.bdf.function == node.function);
         if !found {
-            kv!(format!("phb.{index}.dt_only"), "{} ({:02x}:{:02x}.{})", node.name, node.bus, node.device, node.function);
+            kv!(
+                format!("phb.{index}.dt_only"),
+                "{} ({:02x}:{:02x}.{})",
+                node.name,
+                node.bus,
+                node.device,
+                node.function
+            );
         }
     }
     kv!(format!("phb.{index}.config_calls"), "{}", cfg.calls());

@@ -67,7 +67,11 @@ pub const DEFAULT_WINDOW_SIZE: u64 = 1 << 30;
 /// Translates QEMU's `pgsz` property (bit n = 2^n bytes) into the query's page-size mask
 /// (QEMU `spapr_page_mask_to_query_mask`).
 pub fn query_mask_from_pgsz(pgsz: u64) -> u32 {
-    papr::QUERY_PAGE_SIZES.iter().filter(|&&(shift, _)| pgsz & (1u64 << shift) != 0).map(|&(_, bit)| bit).sum()
+    papr::QUERY_PAGE_SIZES
+        .iter()
+        .filter(|&&(shift, _)| pgsz & (1u64 << shift) != 0)
+        .map(|&(_, bit)| bit)
+        .sum()
 }
 
 /// How H_STUFF_TCE treats counts above 512.
@@ -166,7 +170,7 @@ pub struct ModelConfig {
     pub window_base: WindowBase,
     /// Whether reset restores the default window with the entries slot 0's table last held.
     pub reset_keeps_entries: bool,
-    /// KVM-HV's in-kernel TCE handling (§2.4, `iommu_tce_check_gpa`): TCE addresses must lie
+    /// KVM-HV's in-kernel TCE handling (Linux arch/powerpc/kernel/iommu.c `iommu_tce_check_gpa`): TCE addresses must lie
     /// in guest memory, i.e. below this address; `None`: not checked (QEMU stores TCEs
     /// verbatim).
     pub guest_ram_end: Option<u64>,

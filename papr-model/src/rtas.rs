@@ -6,7 +6,9 @@ use super::papr::rtas::{HARDWARE_ERROR as RTAS_HARDWARE_ERROR, PARAMETER_ERROR a
 use super::papr::{query_bit, MAX_TCE_COUNT_SHIFT};
 use super::{HypervisorModel, ModelCall, ModelWindow, WindowBase, DMA64_WINDOW_BASE};
 use drivers::addr::{BusAddr, Liobn};
-use drivers::iommu::rtas::{CreateResponse, DdwCall, DdwRtas, PeAddress, QueryOutputs, QueryResponse, RtasError};
+use drivers::iommu::rtas::{
+    CreateResponse, DdwCall, DdwRtas, PeAddress, QueryOutputs, QueryResponse, RtasError,
+};
 
 /// Largest block answered with 5 outputs (2^31 TCEs) and with 6 (2^37, "1<<(58−21)").
 const LARGEST_BLOCK_32: u64 = 0x8000_0000;
@@ -39,8 +41,7 @@ impl HypervisorModel {
     }
 
     fn create_in_model(&mut self, page_shift: u32, window_shift: u32) -> Result<CreateResponse, i32> {
-        let offered =
-            query_bit(page_shift).is_some_and(|bit| self.config.page_size_mask & bit != 0);
+        let offered = query_bit(page_shift).is_some_and(|bit| self.config.page_size_mask & bit != 0);
         if !offered || window_shift < page_shift || window_shift > 63 {
             return Err(RTAS_PARAMETER_ERROR);
         }

@@ -30,12 +30,15 @@ use drivers::devtree::pci_node::PciNodeInfo;
 use drivers::devtree::phb::{PciRange, PciSpace, PhbInfo};
 use drivers::devtree::platform::Platform;
 use drivers::devtree::rtas::RtasInfo;
-use drivers::dma::{DeviceDma, DmaMapping, DmaMemory, DmaMode, DmaTranslation, MapBufferError, PeDma, WarmError};
+use drivers::dma::{
+    DeviceDma, DmaMapping, DmaMemory, DmaMode, DmaTranslation, MapBufferError, PeDma, WarmError,
+};
 use drivers::iommu::ddw::{DdwError, DdwMapping};
 use drivers::iommu::handover::{Handover, TakeOverError, WarmPolicy};
 use drivers::iommu::pe::{set_up, PeSetUp, SetUpReport, Start};
 use drivers::iommu::{
-    BufferError, BusyWait, CreateError, Delay, DmaDirection, DmaMask, DmaWindow, MultiTce, PeAddress, TcePermission,
+    BufferError, BusyWait, CreateError, Delay, DmaDirection, DmaMask, DmaWindow, MultiTce, PeAddress,
+    TcePermission,
 };
 use drivers::pci::Bdf;
 
@@ -178,18 +181,26 @@ impl Scenario {
             ddw_extensions: self.extensions.clone(),
             children: vec![node("scsi@1", 1), node("unknown@2", 2)],
         };
-        Platform { memory: self.ram.clone(), hotplug, rtas: Some(rtas), phbs: vec![phb], ..Platform::default() }
+        Platform {
+            memory: self.ram.clone(),
+            hotplug,
+            rtas: Some(rtas),
+            phbs: vec![phb],
+            ..Platform::default()
+        }
     }
 
     /// The default window as `ibm,dma-window` describes it.
     pub fn default_window(&self) -> DmaWindow {
         let size = self.config.default_window_size;
-        DmaWindow::with_size(model_liobn(0), BusAddr(0), 12, size).expect("the profile's default window is valid")
+        DmaWindow::with_size(model_liobn(0), BusAddr(0), 12, size)
+            .expect("the profile's default window is valid")
     }
 
     /// The PE's devices: a virtio-blk at 00:01.0 and, with `narrow_device`, an `edu` at 00:02.0.
     pub fn devices(&self) -> Vec<DmaDevice> {
-        let mut devices = vec![DmaDevice { bdf: Bdf { bus: 0, device: 1, function: 0 }, driver: &VIRTIO_BLK }];
+        let mut devices =
+            vec![DmaDevice { bdf: Bdf { bus: 0, device: 1, function: 0 }, driver: &VIRTIO_BLK }];
         if self.narrow_device {
             devices.push(DmaDevice { bdf: Bdf { bus: 0, device: 2, function: 0 }, driver: &EDU });
         }
@@ -256,9 +267,15 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
     let mut log = RunLog::default();
 
     let early = scenario.early_mapping.then(|| {
-        let early = DeviceDma { mode: pe.choose_mode(DmaMask::from_bits(32), DmaTranslation::Iommu).ok()?, mask: DmaMask::from_bits(32) };
+        let early = DeviceDma {
+            mode: pe.choose_mode(DmaMask::from_bits(32), DmaTranslation::Iommu).ok()?,
+            mask: DmaMask::from_bits(32),
+        };
         let memory = ModelMemory { phys: PhysAddr(0x1000), len: 0x1000 };
-        early.map(&mut pe, &mut model, memory, DmaDirection::Bidirectional).ok().map(|mapping| (early, mapping))
+        early
+            .map(&mut pe, &mut model, memory, DmaDirection::Bidirectional)
+            .ok()
+            .map(|mapping| (early, mapping))
     });
     let report = set_up(&mut model, &mut delay, &setup, Start::Fresh, &mut pe);
     let error = report.ddw_error().cloned();
@@ -271,7 +288,9 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
                     let (liobn, iova) = (mode_liobn(failure.mapping.mode()), failure.mapping.bus_addr());
                     match liobn {
                         Some(liobn) if pe.default.is_some() => log.kept_mapped.push((liobn, iova)),
-                        _ => log.violations.push("the default window with a live mapping was given up".into()),
+                        _ => {
+                            log.violations.push("the default window with a live mapping was given up".into())
+                        }
                     }
                 }
             }
@@ -296,9 +315,18 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
     for (index, device) in devices.iter().enumerate() {
         let mask = device.driver.dma_mask();
         let mode = pe.choose_mode(mask, DmaTranslation::Iommu);
-        reports.push(DeviceReport { mask_bits: device.driver.dma_mask_bits, mode: mode.map_err(|e| format!("{e}")) });
+        reports.push(DeviceReport {
+            mask_bits: device.driver.dma_mask_bits,
+            mode: mode.map_err(|e| format!("{e}")),
+        });
         let Ok(mode) = mode else { continue };
-        exercise_device(&mut model, &mut pe, &DeviceDma { mode, mask }, probe_buffer(scenario, index), &mut log);
+        exercise_device(
+            &mut model,
+            &mut pe,
+            &DeviceDma { mode, mask },
+            probe_buffer(scenario, index),
+            &mut log,
+        );
     }
     let RunLog { violations, reported, kept_mapped, reserved_in, .. } = log;
     Outcome {
@@ -357,9 +385,12 @@ fn failed_map_change(
     for (liobn, tces) in before {
         let Some(window) = model.window(*liobn) else { return Some("lost a window") };
         // A kept buffer is at most 4 pages, as in `stale_entries`.
-        let first = |iova: BusAddr| iova.get().checked_sub(window.bus_base.get()).map(|o| o >> window.page_shift);
+        let first =
+            |iova: BusAddr| iova.get().checked_sub(window.bus_base.get()).map(|o| o >> window.page_shift);
         let inherited_at = |index: u64| {
-            inherited.iter().any(|&(l, iova)| l == *liobn && first(iova).is_some_and(|k| index >= k && index < k + 4))
+            inherited
+                .iter()
+                .any(|&(l, iova)| l == *liobn && first(iova).is_some_and(|k| index >= k && index < k + 4))
         };
         if tces.keys().any(|index| !window.tces.contains_key(index) && !inherited_at(*index)) {
             return Some("cleared TCEs it had not written");
@@ -389,7 +420,8 @@ fn map_with_retry(
                 log.reported.push(format!("{error}"));
                 log.reserved_in.push(failed.call.liobn());
                 if memory.is_some() {
-                    log.violations.push(format!("a map whose cleanup failed handed its memory back: {error}"));
+                    log.violations
+                        .push(format!("a map whose cleanup failed handed its memory back: {error}"));
                 }
             }
             _ => {
@@ -430,7 +462,8 @@ fn exercise_device(
     for offset in [0, 0xfff, len / 2, len - 1] {
         let seen = reach(model, offset);
         if seen != Some((PhysAddr(phys.get() + offset), TcePermission::ReadWrite)) {
-            log.violations.push(format!("{bus}+{offset:#x} reaches {seen:?}, not {:#x}", phys.get() + offset));
+            log.violations
+                .push(format!("{bus}+{offset:#x} reaches {seen:?}, not {:#x}", phys.get() + offset));
         }
     }
     let unmapped = match device.unmap(pe, model, mapping) {
@@ -438,7 +471,9 @@ fn exercise_device(
         Err(failure) => device.unmap(pe, model, failure.mapping),
     };
     match unmapped {
-        Ok(memory) if memory.phys != phys => log.violations.push(format!("unmap gave back {memory:?}, not {phys}")),
+        Ok(memory) if memory.phys != phys => {
+            log.violations.push(format!("unmap gave back {memory:?}, not {phys}"))
+        }
         Ok(_) if matches!(device.mode, DmaMode::Direct { .. }) => {}
         Ok(_) => {
             for offset in [0, len - 1] {
@@ -484,8 +519,12 @@ pub fn check(scenario: &Scenario, outcome: &Outcome, strictness: Strictness) -> 
         unremoved.push(found.window.liobn());
     }
     let unclean = |e: Option<&DdwError>| matches!(e, Some(DdwError::AfterRemoval { restore, .. }) if !restore.is_clean());
+    // A default window the warm restart could not clear is out of use, and reported so.
+    let default_dropped =
+        outcome.warm_report.as_ref().is_some_and(|r| matches!(r.inherited_default, Some(Err(_))));
     let restore_failed = unclean(outcome.error.as_ref())
         || unclean(warm_fresh)
+        || default_dropped
         || matches!(
             outcome.warm_error,
             Some(WarmError::TakeOver(TakeOverError::Reset(_) | TakeOverError::NoDefault))

@@ -1,11 +1,11 @@
 //! The model behaves like QEMU 7.2 where the driver depends on it.
 
 use super::*;
-use drivers::iommu::hcall::TceCalls;
 use crate::papr::hcall::{H_P4, H_PARAMETER};
-use drivers::iommu::tce::{ReadTce, Tce, TcePermission};
-use drivers::iommu::rtas::{DdwRtas, PeAddress, QueryOutputs};
 use crate::papr::rtas::{HARDWARE_ERROR as RTAS_HARDWARE_ERROR, PARAMETER_ERROR as RTAS_PARAMETER_ERROR};
+use drivers::iommu::hcall::TceCalls;
+use drivers::iommu::rtas::{DdwRtas, PeAddress, QueryOutputs};
+use drivers::iommu::tce::{ReadTce, Tce, TcePermission};
 
 const PE: PeAddress = PeAddress { config_addr: 0, buid: MODEL_BUID };
 const DEFAULT: Liobn = model_liobn(0);
@@ -101,7 +101,8 @@ fn stuff_limits() {
     let mut qemu = HypervisorModel::default();
     let big = qemu.create(PE, 16, 30).unwrap();
     assert_eq!(qemu.stuff_tce(big.liobn, big.bus_base, rw(0x1000), 2).unwrap_err().status, H_PARAMETER);
-    qemu.stuff_tce(DEFAULT, BusAddr(0), Tce::new(PhysAddr(0), TcePermission::Read, 12).unwrap(), 600).unwrap();
+    qemu.stuff_tce(DEFAULT, BusAddr(0), Tce::new(PhysAddr(0), TcePermission::Read, 12).unwrap(), 600)
+        .unwrap();
     assert_eq!(qemu.mapped_entries(), 600);
     assert_eq!(
         qemu.stuff_tce(DEFAULT, BusAddr(0x1000), Tce::CLEAR, 1 << 18).unwrap_err().status,

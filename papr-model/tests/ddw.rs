@@ -1,15 +1,15 @@
 //! Enabling a DDW against the QEMU-7.2 model: page size, sizing, counts, fallbacks, unwinding.
 
-use drivers::iommu::ddw::SingleWindowPath;
 use drivers::addr::*;
 use drivers::addr::{BusAddr, PhysAddr};
 use drivers::devtree::dma_window::DdwExtensions;
+use drivers::iommu::ddw::SingleWindowPath;
 use drivers::iommu::ddw::*;
 use drivers::iommu::plan::WindowLimit;
 use drivers::iommu::rtas::BusyWait;
-use papr_model::papr::rtas::HARDWARE_ERROR as RTAS_HARDWARE_ERROR;
 use drivers::iommu::tce::TcePermission;
 use drivers::iommu::*;
+use papr_model::papr::rtas::HARDWARE_ERROR as RTAS_HARDWARE_ERROR;
 use papr_model::{
     model_liobn, query_mask_from_pgsz, CallKind, Fault, HypervisorModel, ModelConfig, DMA64_WINDOW_BASE,
     MODEL_BUID,
@@ -279,7 +279,12 @@ fn single_window_pe_replaces_its_default_window_in_slot_0() {
     let ram = [range(0, 2 * GIB)];
     let mut hv = single_window_model();
     // Something stale in the default window: it must be cleared before the removal.
-    hv.put_tce(model_liobn(0), BusAddr(0x5000), drivers::iommu::Tce::new(PhysAddr(0x9000), drivers::iommu::TcePermission::ReadWrite, 12).unwrap()).unwrap();
+    hv.put_tce(
+        model_liobn(0),
+        BusAddr(0x5000),
+        drivers::iommu::Tce::new(PhysAddr(0x9000), drivers::iommu::TcePermission::ReadWrite, 12).unwrap(),
+    )
+    .unwrap();
     hv.clear_log();
     let ddw = enable_ddw(&mut hv, &mut NoDelay, &request(&ram, Some(&ext), 2 * GIB)).unwrap();
     assert_eq!(ddw.slot, 0);

@@ -1,10 +1,10 @@
 //! Mode choice and buffer mapping per device, against the QEMU-7.2 model.
 
-use drivers::iommu::ddw::SingleWindowPath;
 use drivers::addr::PhysRange;
 use drivers::addr::*;
 use drivers::devtree::dma_window::{DdwExtensions, DmaWindowProp};
 use drivers::dma::*;
+use drivers::iommu::ddw::SingleWindowPath;
 use drivers::iommu::ddw::{enable_ddw, PeRequest};
 use drivers::iommu::map::MultiTce;
 use drivers::iommu::rtas::{BusyWait, Delay, PeAddress};
@@ -68,7 +68,10 @@ fn modes_follow_the_mask_and_the_window() {
         direct.choose_mode(DmaMask::from_bits(59), DmaTranslation::Iommu),
         Ok(DmaMode::DefaultIommu { liobn: model_liobn(0) })
     );
-    assert!(matches!(direct.choose_mode(DmaMask::from_bits(60), DmaTranslation::Iommu), Ok(DmaMode::Direct { .. })));
+    assert!(matches!(
+        direct.choose_mode(DmaMask::from_bits(60), DmaTranslation::Iommu),
+        Ok(DmaMode::Direct { .. })
+    ));
     assert_eq!(
         direct.choose_mode(DmaMask::from_bits(28), DmaTranslation::Iommu),
         Ok(DmaMode::DefaultIommu { liobn: model_liobn(0) })
@@ -76,7 +79,10 @@ fn modes_follow_the_mask_and_the_window() {
     assert_eq!(direct.choose_mode(DmaMask::from_bits(28), DmaTranslation::Bypass), Ok(DmaMode::Bypass));
     let mut hv = HypervisorModel::default();
     let dynamic = pe(&mut hv, Some(30));
-    assert_eq!(dynamic.choose_mode(DmaMask::from_bits(64), DmaTranslation::Iommu), Ok(DmaMode::DdwIommu { liobn: ddw_liobn }));
+    assert_eq!(
+        dynamic.choose_mode(DmaMask::from_bits(64), DmaTranslation::Iommu),
+        Ok(DmaMode::DdwIommu { liobn: ddw_liobn })
+    );
     let none = PeDma::default();
     let error = none.choose_mode(DmaMask::from_bits(64), DmaTranslation::Iommu).unwrap_err();
     assert!(error.to_string().contains("no default window"), "{error}");
@@ -91,7 +97,8 @@ fn direct_and_bypass_buffers_cost_no_hypercall() {
         mode: state.choose_mode(DmaMask::from_bits(64), DmaTranslation::Iommu).unwrap(),
         mask: DmaMask::from_bits(64),
     };
-    let mapping = device.map(&mut state, &mut hv, memory(0x7fff_f000, 0x1000), DmaDirection::FromDevice).unwrap();
+    let mapping =
+        device.map(&mut state, &mut hv, memory(0x7fff_f000, 0x1000), DmaDirection::FromDevice).unwrap();
     assert_eq!(mapping.bus_addr(), BusAddr(DMA64_WINDOW_BASE + 0x7fff_f000));
     assert!(!mapping.revocable() && mapping.tces() == 0);
     assert_eq!(hv.translate(mapping.bus_addr()), Some((PhysAddr(0x7fff_f000), TcePermission::ReadWrite)));
@@ -121,7 +128,8 @@ fn narrow_devices_get_low_nonzero_iovas_in_the_default_window() {
     let edu = DeviceDma { mode: state.choose_mode(mask, DmaTranslation::Iommu).unwrap(), mask };
     let high = PhysAddr(GIB + 0x123);
     let to_device = edu.map(&mut state, &mut hv, memory(high.get(), 4096), DmaDirection::ToDevice).unwrap();
-    let from_device = edu.map(&mut state, &mut hv, memory(0x50_0000, 4096), DmaDirection::FromDevice).unwrap();
+    let from_device =
+        edu.map(&mut state, &mut hv, memory(0x50_0000, 4096), DmaDirection::FromDevice).unwrap();
     for (handle, phys, perm) in [
         (&to_device, high, TcePermission::Read),
         (&from_device, PhysAddr(0x50_0000), TcePermission::ReadWrite),

@@ -8,9 +8,11 @@
 use drivers::addr::{PhysAddr, PhysRange};
 use drivers::cmdline::DdwPolicy;
 use drivers::iommu::handover::WarmPolicy;
-use papr_model::papr::hcall::{H_HARDWARE, H_NOT_ENOUGH_RESOURCES, H_P4, H_PARAMETER};
-use papr_model::papr::rtas::{BUSY as RTAS_BUSY, HARDWARE_ERROR as RTAS_HARDWARE_ERROR, PARAMETER_ERROR as RTAS_PARAMETER_ERROR};
 use drivers::iommu::MultiTce;
+use papr_model::papr::hcall::{H_HARDWARE, H_NOT_ENOUGH_RESOURCES, H_P4, H_PARAMETER};
+use papr_model::papr::rtas::{
+    BUSY as RTAS_BUSY, HARDWARE_ERROR as RTAS_HARDWARE_ERROR, PARAMETER_ERROR as RTAS_PARAMETER_ERROR,
+};
 use papr_model::scenario::{check, run, Scenario, Strictness};
 use papr_model::{CallKind, ModelConfig, Profile};
 

@@ -1,5 +1,5 @@
 //! The rules KVM-HV's in-kernel TCE handling enforces and QEMU's own code does not
-//! (papr-ddw-facts §2.4, `book3s_64_vio.c`, `iommu_tce_check_ioba`/`iommu_tce_check_gpa`), each
+//! (Linux arch/powerpc/kvm/book3s_64_vio.c, `iommu_tce_check_ioba`/`iommu_tce_check_gpa`), each
 //! checked against the driver with the `kvm-hv` profile, whose model refuses what KVM refuses:
 //! - every IOBA aligned to the window's I/O page size and inside the window;
 //! - every TCE address aligned to that page size and inside guest memory;
@@ -10,7 +10,7 @@
 use drivers::addr::{PhysAddr, PhysRange};
 use drivers::dma::{DeviceDma, DmaMode, MapBufferError};
 use drivers::iommu::{BufferError, DmaDirection, DmaMask, MultiTce, TceHcall};
-use papr_model::scenario::{ModelMemory, check, run, Scenario, Strictness};
+use papr_model::scenario::{check, run, ModelMemory, Scenario, Strictness};
 use papr_model::{query_mask_from_pgsz, CallKind, ModelCall, ModelConfig, Profile};
 
 const MIB: u64 = 1 << 20;

@@ -4,11 +4,11 @@ use drivers::addr::*;
 use drivers::iommu::*;
 use std::vec::Vec;
 
-use papr_model::papr::hcall::H_NOT_ENOUGH_RESOURCES;
 use drivers::iommu::plan::plan_window;
 use drivers::iommu::rtas::{BusyWait, DdwRtas, Delay, PeAddress, QueryOutputs};
 use drivers::iommu::window::create_window;
 use drivers::iommu::TceHcall;
+use papr_model::papr::hcall::H_NOT_ENOUGH_RESOURCES;
 use papr_model::{
     model_liobn, query_mask_from_pgsz, CallKind, Fault, HypervisorModel, ModelCall, ModelConfig, StuffLimit,
     MODEL_BUID,

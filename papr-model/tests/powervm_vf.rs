@@ -1,5 +1,5 @@
 //! The `powervm-vf` profile: a PE with room for one window (an SR-IOV virtual function on
-//! PowerVM, papr-ddw-facts §1.4 step 7, §1.5, §4.4). The DDW replaces the default window and
+//! PowerVM; Linux `enable_ddw`'s "windows_available == 0" path). The DDW replaces the default window and
 //! lives in table slot 0; no H_STUFF_TCE exceeds 512 entries; a failure after the removal
 //! resets the PE and leaves a clean default window; a TCE budget below RAM gives a dynamic
 //! window; busy answers to create are retried within a bound.
@@ -7,9 +7,9 @@
 use drivers::addr::{BusAddr, PhysAddr, PhysRange};
 use drivers::dma::DmaMode;
 use drivers::iommu::ddw::{DdwError, DdwMapping, SingleWindowRefusal};
+use drivers::iommu::{CreateError, DdwCall, QueryOutputs, TceHcall, TcePermission, CREATE_ATTEMPTS};
 use papr_model::papr::hcall::H_HARDWARE;
 use papr_model::papr::rtas::{BUSY as RTAS_BUSY, HARDWARE_ERROR as RTAS_HARDWARE_ERROR};
-use drivers::iommu::{CreateError, DdwCall, QueryOutputs, TceHcall, TcePermission, CREATE_ATTEMPTS};
 use papr_model::scenario::{check, run, Scenario, Strictness};
 use papr_model::{model_liobn, CallKind, Fault, ModelCall, ModelConfig, Profile, DMA64_WINDOW_BASE};
 

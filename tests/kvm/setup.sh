@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/kvm/setup.sh — fetch and cache what the KVM-HV test lane boots as L1 (see
-# ../shared/docs/kvm-nested-facts.md): Debian's ppc64el Linux kernel (with kvm.ko and
+# the project's docs/ARCHITECTURE.md "KVM-HV lane"): Debian's ppc64el Linux kernel (with kvm.ko and
 # kvm-hv.ko), busybox, and the ppc64el qemu-system-ppc64 with its firmware and shared-library
 # closure. Idempotent: a finished cache is left alone, nothing is downloaded twice (apt keeps
 # the .debs in the cache). apt runs with private state and lists, so the host's package

@@ -1,7 +1,7 @@
 //! Builds the raw `-bios` image from the kernel ELF.
 //!
 //! QEMU's FDT-direct path loads a raw binary at physical 0 and starts it at 0x100 in
-//! big-endian 32-bit real mode with the FDT address in r3 (../shared/docs/boot-facts.md). The
+//! big-endian 32-bit real mode with the FDT address in r3 (QEMU hw/ppc/spapr.c `spapr_machine_reset`). The
 //! kernel itself is linked to run at 0x400000, so the image is: a 16-instruction big-endian
 //! stub at 0x100 that copies the kernel's file bytes from image offset 0x1000 to 0x400000 and
 //! branches to the ELF entry (r3 untouched), followed by those bytes. One kernel, three paths.

@@ -1,5 +1,5 @@
 //! The KVM-HV lane: the kernel boots as L2 under genuine KVM-HV, nested under TCG
-//! (../shared/docs/kvm-nested-facts.md).
+//! (QEMU `cap-nested-hv`; Linux arch/powerpc/kvm/book3s_hv_nested.c).
 //!
 //! L0 is this machine's `qemu-system-ppc64` (TCG, `cap-nested-hv=on`) booting Debian's ppc64el
 //! Linux as L1 with an initramfs: a cached base (busybox, `kvm.ko`/`kvm-hv.ko`, the ppc64el

@@ -1,5 +1,5 @@
 //! The KVM-HV lane: the kernel as L2 under genuine KVM-HV nested under TCG
-//! (`tests::kvm`, ../shared/docs/kvm-nested-facts.md). Evidence from outside L2: L1 QEMU's
+//! (`tests::kvm`). Evidence from outside L2: L1 QEMU's
 //! trace of the DDW RTAS calls (KVM handles the TCE hcalls itself, so they are not traced) and
 //! the SHA-256 of L2's scratch disk computed in L1 after L2 exited, compared with the image the
 //! host expects. `PSERIES_KVM_LANE=off` skips the lane (it needs apt and the network once).

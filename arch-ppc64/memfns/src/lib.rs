@@ -1,7 +1,7 @@
 //! The C memory functions the precompiled `core` of a `-linux-gnu` target calls.
 //!
 //! `#![no_builtins]` keeps LLVM from turning these loops back into calls to themselves
-//! (../shared/docs/boot-facts.md, "Toolchain"). Byte loops are enough: the kernel copies
+//! (the precompiled `core` of the stable toolchain calls them). Byte loops are enough: the kernel copies
 //! little data on hot paths.
 #![no_std]
 #![no_builtins]

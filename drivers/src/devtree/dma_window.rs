@@ -1,8 +1,7 @@
 //! The default DMA window and the Dynamic DMA Window (DDW) properties of a PHB.
 //!
-//! Facts (shared/docs/papr-ddw-facts.md §1.1, §2.1, §3, §7; boot-facts.md "What the default PHB
-//! showed"), from QEMU 7.2 hw/ppc/spapr_pci.c `spapr_dt_phb` and hw/ppc/spapr_iommu.c
-//! `spapr_dma_dt`:
+//! Facts, from LoPAR "ibm,dma-window", "ibm,ddw-applicable", "ibm,ddw-extensions", QEMU 7.2
+//! hw/ppc/spapr_pci.c `spapr_dt_phb` and hw/ppc/spapr_iommu.c `spapr_dma_dt`:
 //! - `ibm,dma-window` = LIOBN, bus address, size, with `ibm,#dma-address-cells` /
 //!   `ibm,#dma-size-cells` = 2/2 on the same node: `<0x80000000 0 0 0 0x40000000>` (1 GiB at
 //!   bus address 0). Linux `of_parse_dma_window` falls back to `#address-cells` /

@@ -3,7 +3,7 @@
 //! LoPAR (Run-Time Abstraction Services, "RTAS Node Properties") gives every RTAS call a token as
 //! a one-cell property named after the call (`power-off`, `ibm,read-pci-config`, …); QEMU
 //! `spapr_dt_rtas_tokens` writes `RTAS_TOKEN_BASE (0x2000) + n` for each call it implements, so
-//! tokens must be read, never hard-coded (shared/docs/boot-facts.md, "RTAS"). The same node holds
+//! tokens must be read, never hard-coded (LoPAR "RTAS Device Tree Properties"; QEMU `spapr_rtas_register` numbers them at run time). The same node holds
 //! other one-cell properties that are *not* tokens; QEMU 7.2 `spapr_dt_rtas` writes `rtas-size`,
 //! `rtas-error-log-max`, `rtas-event-scan-rate`, `ibm,lrdr-capacity`, the NUMA properties of
 //! `spapr_numa_write_rtas_dt` and the empty flags `ibm,extended-os-term` and

@@ -211,7 +211,13 @@ impl<M: DmaMemory> fmt::Debug for UnmapFailure<M> {
 
 impl<M: DmaMemory> fmt::Display for UnmapFailure<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unmapping bus address {} ({} mode): {}", self.mapping.bus, self.mapping.mode.name(), self.reason)
+        write!(
+            f,
+            "unmapping bus address {} ({} mode): {}",
+            self.mapping.bus,
+            self.mapping.mode.name(),
+            self.reason
+        )
     }
 }
 

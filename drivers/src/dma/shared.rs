@@ -58,7 +58,11 @@ impl<H: TceCalls> PeState<H> {
     }
 
     /// Takes memory back after `device` failed (see [`DeviceDma::reclaim`]).
-    pub fn reclaim<M: DmaMemory>(&mut self, device: &DeviceDma, mapping: DmaMapping<M>) -> Result<M, Retired> {
+    pub fn reclaim<M: DmaMemory>(
+        &mut self,
+        device: &DeviceDma,
+        mapping: DmaMapping<M>,
+    ) -> Result<M, Retired> {
         device.reclaim(&mut self.dma, &mut self.hv, mapping)
     }
 
@@ -102,7 +106,11 @@ impl<H: TceCalls> DeviceHandle<H> {
     }
 
     /// Hands `memory` to the device.
-    pub fn map<M: DmaMemory>(&self, memory: M, direction: DmaDirection) -> Result<DmaMapping<M>, MapFailure<M>> {
+    pub fn map<M: DmaMemory>(
+        &self,
+        memory: M,
+        direction: DmaDirection,
+    ) -> Result<DmaMapping<M>, MapFailure<M>> {
         self.pe.lock().map(&self.dma, memory, direction)
     }
 

@@ -26,8 +26,8 @@
 
 use core::fmt;
 
-use super::iova_window::IovaWindow;
 use super::hcall::TceCalls;
+use super::iova_window::IovaWindow;
 use alloc::boxed::Box;
 
 use super::hcall::HcallError;

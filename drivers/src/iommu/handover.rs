@@ -4,7 +4,8 @@
 //! The hypervisor keeps windows and their TCEs across a kexec; only what the previous kernel
 //! wrote down survives on the guest side. Linux passes `linux,direct64-ddr-window-info` in the
 //! next kernel's device tree and, without it, a kdump kernel once found `ibm,dma-window`
-//! describing a default window that had been removed (papr-ddw-facts §1.9, §6.3). A
+//! describing a default window that had been removed (Linux 2022 "powerpc/pseries/iommu: DDW for
+//! kexec", `pci_dma_find`). A
 //! [`Handover`] is that record; [`take_over`] then either
 //! - **reuses** the window: it must still answer H_GET_TCE; a direct window is checked by
 //!   reading back the first and last entry of every RAM range (and re-mapped in full if any
@@ -13,14 +14,14 @@
 //! - **removes** it: every entry is cleared first (rule: clear before remove), then the
 //!   window is removed — or, when it had replaced the default window (slot 0) or will not be
 //!   removed, the PE is reset, which brings the default window back, and that window is
-//!   cleared too (reset need not clear the table, §1.9) — and the usual [`enable_ddw`] runs on
+//!   cleared too (reset need not clear the table: Linux `spapr_tce_take_ownership`) — and the usual [`enable_ddw`] runs on
 //!   the clean PE.
 
 use core::fmt;
 
 use super::ddw::{enable_ddw, restore_default, twice, Ddw, DdwError, DdwMapping, PeRequest, Restore};
-use super::iova_window::IovaWindow;
 use super::hcall::TceCalls;
+use super::iova_window::IovaWindow;
 use super::map::{clear_ram, clear_window, map_ram, MapError, MapStats};
 use super::plan::{WindowLimit, WindowMode, WindowPlan};
 use super::rtas::{retry_busy, DdwRtas, Delay, PeAddress, RtasError};
@@ -249,7 +250,7 @@ fn reuse(
     Ok(TakeOver::Reused { ddw, checked, remapped, instead_of: None, query_error })
 }
 /// Checks that the default window the device tree describes answers H_GET_TCE; if it does not
-/// (a previous kernel removed it and did not say so, §6.3), resets the PE to bring it back.
+/// (a previous kernel removed it and did not say so), resets the PE to bring it back.
 /// `Ok(None)`: it was there; `Ok(Some(_))`: the reset brought it back clean.
 pub fn ensure_default(
     hv: &mut (impl DdwRtas + TceCalls),

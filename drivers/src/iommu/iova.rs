@@ -2,15 +2,15 @@
 //!
 //! First fit over free extents kept in a `BTreeMap` (a window may have 2^31 pages, too many
 //! for a bitmap); allocations are remembered exactly so that a free must name a whole
-//! allocation. Facts relied on (../shared/docs/papr-ddw-facts.md):
-//! - §1.4 step 13: Linux reserves the PHB's 32-bit MMIO bus range inside a dynamic window
-//!   based at bus 0 so IOVAs never alias MMIO32; §2.2: the MSI doorbell sits at bus
+//! allocation. Facts relied on:
+//! - Linux `enable_ddw`: it reserves the PHB's 32-bit MMIO bus range inside a dynamic window
+//!   based at bus 0 so IOVAs never alias MMIO32; QEMU `SPAPR_PCI_MSI_WINDOW`: the MSI doorbell sits at bus
 //!   0x400_0000_0000 inside the PHB's IOMMU space. Both are [`IovaAllocator::reserve`]d by
 //!   the caller.
 //! - A window based at bus 0 would hand out IOVA 0, which virtio-drivers (and Linux's
 //!   `DMA_MAPPING_ERROR` conventions) treat as failure, so the page holding bus address 0 is
 //!   reserved at construction.
-//! - §1.3, §6 item 9: a device's DMA mask bounds the last byte of every IOVA it is given.
+//! - Linux `dma_iommu_dma_supported`: a device's DMA mask bounds the last byte of every IOVA it is given.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;

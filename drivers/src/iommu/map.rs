@@ -1,17 +1,18 @@
 //! Writing and clearing runs of TCEs; mapping all of RAM into a direct window.
 //!
-//! Facts relied on (../shared/docs/papr-ddw-facts.md):
-//! - §1.4 step 12, §1.6, Linux `tce_setrange_multi_pSeriesLP`: each System-RAM range is rounded
+//! Facts relied on:
+//! - Linux `tce_setrange_multi_pSeriesLP`: each System-RAM range is rounded
 //!   out to the TCE page size (start down, end up) and mapped READ|WRITE at IOVA = window bus
 //!   base + physical address, at most 512 TCEs per H_PUT_TCE_INDIRECT; without
 //!   `hcall-multi-tce` one H_PUT_TCE per TCE. On the first error the caller clears what was
 //!   written and fails. Ranges are mapped one by one, as Linux does: two ranges sharing a
 //!   rounded page write the same TCE twice (harmless, and counted twice).
-//! - §1.6, §6 item 1, Linux `tce_freemulti_pSeriesLP`: clearing uses H_STUFF_TCE with 0 in
+//! - Linux `tce_freemulti_pSeriesLP` and "powerpc/iommu: limit number of TCEs to 512 for
+//!   H_STUFF_TCE hcall" (2023): clearing uses H_STUFF_TCE with 0 in
 //!   chunks of at most 512 (PAPR/PowerVM answer H_P4 above that), else H_PUT_TCE 0 per entry.
-//! - §2.4: QEMU leaves the entries before a failing H_PUT_TCE_INDIRECT entry written, so the
+//! - QEMU `h_put_tce_indirect`: it leaves the entries before a failing H_PUT_TCE_INDIRECT entry written, so the
 //!   unwind also clears the whole failing batch.
-//! - §3: the OS must `sync` before a device uses new TCEs.
+//! - LoPAR "TCE Update Synchronisation": the OS must `sync` before a device uses new TCEs.
 //! - As Linux `tce_buildmulti_pSeriesLP` does for buffers, a run of a single page is written
 //!   with H_PUT_TCE even when multi-TCE calls exist (no list page to fill).
 

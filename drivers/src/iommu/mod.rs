@@ -29,7 +29,7 @@ pub use hcall::{HcallError, HcallName, TceCalls, TceHcall};
 pub use iova::{IovaAllocator, IovaError};
 pub use iova_window::{BufferError, IovaWindow, Mapping, UnmapError, UnmapReason};
 pub use map::{clear_window, map_ram, MapError, MapStats, MultiTce};
-pub use pe::{set_up, PeSetUp, SetUpReport, Start};
+pub use pe::{set_up, PeSetUp, SetUpOutcome, SetUpReport, Start};
 pub use plan::{largest_page_shift, plan_window, PlanError, WindowLimit, WindowMode, WindowPlan};
 pub use rtas::{
     BusyWait, CreateResponse, DdwCall, DdwRtas, Delay, PeAddress, QueryOutputs, QueryResponse, RtasError,

@@ -19,11 +19,13 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::ddw::{enable_ddw, DdwError, DdwFacts, DefaultWindow, PeRequest, Restore, SingleWindowPath};
+use super::ddw::{
+    enable_ddw, twice, DdwError, DdwFacts, DefaultWindow, PeRequest, Restore, SingleWindowPath,
+};
 use super::handover::{ensure_default, take_over, Handover, TakeOver, TakeOverError, WarmPolicy};
-use super::hcall::TceCalls;
+use super::hcall::{HcallError, TceCalls};
 use super::iova_window::IovaWindow;
-use super::map::{MapError, MultiTce};
+use super::map::{clear_window, MapError, MultiTce};
 use super::rtas::{DdwRtas, Delay, PeAddress, RtasError};
 use super::window::{DmaWindow, WindowError};
 use crate::addr::BusAddr;
@@ -186,13 +188,24 @@ impl<'a> PeSetUp<'a> {
     /// The PE's windows before any DDW: the default window, if usable, with a fresh allocator
     /// that never hands out the holes.
     pub fn initial_dma(&self) -> PeDma {
-        let default = self.default.window().map(|w| IovaWindow::with_holes(w, self.multi_tce, &self.iova_holes));
+        let default =
+            self.default.window().map(|w| IovaWindow::with_holes(w, self.multi_tce, &self.iova_holes));
         PeDma { default, ddw: None }
     }
 
     /// The request for the DDW, given the PE's current windows (whose default window may hold
     /// live mappings), or `None` when no DDW is attempted.
     pub fn request(&self, dma: &PeDma) -> Option<PeRequest<'_>> {
+        let default = dma.default.as_ref().map(|d| DefaultWindow {
+            window: *d.window(),
+            live_pages: d.in_use(),
+            narrow_devices: self.narrow_devices,
+        });
+        self.request_with(default)
+    }
+
+    /// The request for the DDW with `default` as the default window's state.
+    fn request_with(&self, default: Option<DefaultWindow>) -> Option<PeRequest<'_>> {
         let pe = *self.ddw.as_ref().ok()?;
         let single_window = match self.policy.forces_single_window() {
             true => SingleWindowPath::Always,
@@ -205,11 +218,7 @@ impl<'a> PeSetUp<'a> {
             ram_end: self.platform.max_possible_ram_addr(),
             device_mask_bits: 64,
             multi_tce: self.multi_tce,
-            default: dma.default.as_ref().map(|d| DefaultWindow {
-                window: *d.window(),
-                live_pages: d.in_use(),
-                narrow_devices: self.narrow_devices,
-            }),
+            default,
             single_window,
             iova_holes: &self.iova_holes,
         })
@@ -271,20 +280,36 @@ impl TakeOverSummary {
                 instead_of: instead_of.clone(),
                 query_error: *query_error,
             },
-            TakeOver::Replaced { reuse_error, clear_error, removal, restore, fresh } => TakeOverSummary::Replaced {
-                reuse_error: *reuse_error,
-                clear_error: *clear_error,
-                removal: *removal,
-                restore: *restore,
-                fresh: fresh.as_ref().map(|ddw| ddw.facts()).map_err(Clone::clone),
-            },
+            TakeOver::Replaced { reuse_error, clear_error, removal, restore, fresh } => {
+                TakeOverSummary::Replaced {
+                    reuse_error: *reuse_error,
+                    clear_error: *clear_error,
+                    removal: *removal,
+                    restore: *restore,
+                    fresh: fresh.as_ref().map(|ddw| ddw.facts()).map_err(Clone::clone),
+                }
+            }
         }
     }
 }
 
 /// What [`set_up`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SetUpReport {
+pub struct SetUpReport {
+    /// The DDW step.
+    pub outcome: SetUpOutcome,
+    /// On a warm restart, the default window the previous kernel left in place, cleared before
+    /// use (it may hold that kernel's entries; a reset's default window is cleared by the
+    /// reset's own restore): `Some(Ok(()))` cleared, `Some(Err(_))` it would not clear and is
+    /// not used, `None` nothing to clear (a fresh boot, or no default window kept).
+    pub inherited_default: Option<Result<(), HcallError>>,
+}
+
+/// The DDW step of [`set_up`].
+// Made once per PE and set-up, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetUpOutcome {
     /// No DDW was attempted.
     NoDdw(NoDdw),
     /// A fresh boot's set-up.
@@ -304,11 +329,28 @@ pub enum SetUpReport {
 impl SetUpReport {
     /// The DDW in use afterwards, if any.
     pub fn ddw(&self) -> Option<&DdwFacts> {
+        self.outcome.ddw()
+    }
+
+    /// The fresh set-up's error, if one ran and failed.
+    pub fn ddw_error(&self) -> Option<&DdwError> {
+        self.outcome.ddw_error()
+    }
+
+    /// The warm restart's error, if it failed.
+    pub fn warm_error(&self) -> Option<WarmError> {
+        self.outcome.warm_error()
+    }
+}
+
+impl SetUpOutcome {
+    /// The DDW in use afterwards, if any.
+    pub fn ddw(&self) -> Option<&DdwFacts> {
         match self {
-            SetUpReport::NoDdw(_) => None,
-            SetUpReport::Fresh(result) | SetUpReport::WarmNoWindow(Ok((_, result))) => result.as_ref().ok(),
-            SetUpReport::WarmNoWindow(Err(_)) => None,
-            SetUpReport::WarmTakeOver { result, .. } => match result {
+            SetUpOutcome::NoDdw(_) => None,
+            SetUpOutcome::Fresh(result) | SetUpOutcome::WarmNoWindow(Ok((_, result))) => result.as_ref().ok(),
+            SetUpOutcome::WarmNoWindow(Err(_)) => None,
+            SetUpOutcome::WarmTakeOver { result, .. } => match result {
                 Ok(TakeOverSummary::Reused { facts, .. }) => Some(facts),
                 Ok(TakeOverSummary::Replaced { fresh, .. }) => fresh.as_ref().ok(),
                 Err(_) => None,
@@ -319,10 +361,11 @@ impl SetUpReport {
     /// The fresh set-up's error, if one ran and failed.
     pub fn ddw_error(&self) -> Option<&DdwError> {
         match self {
-            SetUpReport::Fresh(Err(error)) | SetUpReport::WarmNoWindow(Ok((_, Err(error)))) => Some(error),
-            SetUpReport::WarmTakeOver { result: Ok(TakeOverSummary::Replaced { fresh: Err(error), .. }), .. } => {
-                Some(error)
-            }
+            SetUpOutcome::Fresh(Err(error)) | SetUpOutcome::WarmNoWindow(Ok((_, Err(error)))) => Some(error),
+            SetUpOutcome::WarmTakeOver {
+                result: Ok(TakeOverSummary::Replaced { fresh: Err(error), .. }),
+                ..
+            } => Some(error),
             _ => None,
         }
     }
@@ -330,13 +373,15 @@ impl SetUpReport {
     /// The warm restart's error, if it failed.
     pub fn warm_error(&self) -> Option<WarmError> {
         match self {
-            SetUpReport::WarmNoWindow(Err(error)) | SetUpReport::WarmTakeOver { result: Err(error), .. } => {
+            SetUpOutcome::WarmNoWindow(Err(error))
+            | SetUpOutcome::WarmTakeOver { result: Err(error), .. } => {
                 Some(WarmError::TakeOver(error.clone()))
             }
-            SetUpReport::WarmNoWindow(Ok((_, Err(error))))
-            | SetUpReport::WarmTakeOver { result: Ok(TakeOverSummary::Replaced { fresh: Err(error), .. }), .. } => {
-                Some(WarmError::Fresh(error.clone()))
-            }
+            SetUpOutcome::WarmNoWindow(Ok((_, Err(error))))
+            | SetUpOutcome::WarmTakeOver {
+                result: Ok(TakeOverSummary::Replaced { fresh: Err(error), .. }),
+                ..
+            } => Some(WarmError::Fresh(error.clone())),
             _ => None,
         }
     }
@@ -353,36 +398,113 @@ pub fn set_up(
     start: Start,
     dma: &mut PeDma,
 ) -> SetUpReport {
-    let Some(request) = setup.request(dma) else {
-        let why = setup.ddw.clone().err().unwrap_or(NoDdw::NotApplicable);
-        return SetUpReport::NoDdw(why);
+    let (outcome, inherited_default) = match start {
+        Start::Fresh => (fresh(hv, delay, setup, dma), None),
+        Start::Warm { policy, found } => warm(hv, delay, setup, dma, policy, found),
     };
-    match start {
-        Start::Fresh => {
+    SetUpReport { outcome, inherited_default }
+}
+
+fn no_ddw(setup: &PeSetUp<'_>) -> SetUpOutcome {
+    SetUpOutcome::NoDdw(setup.ddw.clone().err().unwrap_or(NoDdw::NotApplicable))
+}
+
+fn fresh(
+    hv: &mut (impl DdwRtas + TceCalls),
+    delay: &mut impl Delay,
+    setup: &PeSetUp<'_>,
+    dma: &mut PeDma,
+) -> SetUpOutcome {
+    let Some(request) = setup.request(dma) else { return no_ddw(setup) };
+    let result = enable_ddw(hv, delay, &request);
+    let facts = result.as_ref().map(|ddw| ddw.facts()).map_err(Clone::clone);
+    let _ = dma.settle(result);
+    SetUpOutcome::Fresh(facts)
+}
+
+/// What clearing an inherited default window left.
+struct Inherited {
+    /// The report's account.
+    cleared: Option<Result<(), HcallError>>,
+    /// The window, if it would not clear: still there, possibly mapping the previous kernel's
+    /// pages, so no device uses it, nothing may replace it and no DDW may overlap it.
+    unusable: Option<DmaWindow>,
+}
+
+impl Inherited {
+    const NONE: Inherited = Inherited { cleared: None, unusable: None };
+
+    /// The request, with an unusable default window described as fully in use.
+    fn request<'s>(&self, setup: &'s PeSetUp<'_>, dma: &PeDma) -> Option<PeRequest<'s>> {
+        match self.unusable {
+            Some(window) => setup.request_with(Some(DefaultWindow {
+                window,
+                live_pages: window.tce_count(),
+                narrow_devices: setup.narrow_devices,
+            })),
+            None => setup.request(dma),
+        }
+    }
+}
+
+/// Clears the default window a previous kernel left in place (Linux `iommu_table_clear` does
+/// the same for a table it inherits outside kdump); one that will not clear is not used.
+fn clear_inherited_default(hv: &mut impl TceCalls, setup: &PeSetUp<'_>, dma: &mut PeDma) -> Inherited {
+    let Some(window) = dma.default.as_ref().map(|d| *d.window()) else { return Inherited::NONE };
+    let cleared = twice(|| clear_window(hv, &window, setup.multi_tce)).map(|_| ());
+    let unusable = cleared.is_err().then_some(window);
+    if unusable.is_some() {
+        dma.default = None;
+    }
+    Inherited { cleared: Some(cleared), unusable }
+}
+
+fn warm(
+    hv: &mut (impl DdwRtas + TceCalls),
+    delay: &mut impl Delay,
+    setup: &PeSetUp<'_>,
+    dma: &mut PeDma,
+    policy: WarmPolicy,
+    found: Option<Handover>,
+) -> (SetUpOutcome, Option<Result<(), HcallError>>) {
+    let Some(request) = setup.request(dma) else {
+        // No DDW is asked for, but the default window may still hold the previous kernel's
+        // entries.
+        return (no_ddw(setup), clear_inherited_default(hv, setup, dma).cleared);
+    };
+    match found {
+        None => {
+            let default = dma.default.take();
+            let restore = match ensure_default(hv, delay, &request) {
+                Ok(restore) => restore,
+                Err(error) => return (SetUpOutcome::WarmNoWindow(Err(error)), None),
+            };
+            dma.default = default;
+            // A default window brought back by a reset was cleared by it; one that was there
+            // all along is cleared now.
+            let inherited =
+                if restore.is_none() { clear_inherited_default(hv, setup, dma) } else { Inherited::NONE };
+            let Some(request) = inherited.request(setup, dma) else {
+                return (no_ddw(setup), inherited.cleared);
+            };
             let result = enable_ddw(hv, delay, &request);
             let facts = result.as_ref().map(|ddw| ddw.facts()).map_err(Clone::clone);
             let _ = dma.settle(result);
-            SetUpReport::Fresh(facts)
+            (SetUpOutcome::WarmNoWindow(Ok((restore, facts))), inherited.cleared)
         }
-        Start::Warm { found: None, .. } => {
-            let default = dma.default.take();
-            match ensure_default(hv, delay, &request) {
-                Ok(restore) => {
-                    dma.default = default;
-                    let result = enable_ddw(hv, delay, &request);
-                    let facts = result.as_ref().map(|ddw| ddw.facts()).map_err(Clone::clone);
-                    let _ = dma.settle(result);
-                    SetUpReport::WarmNoWindow(Ok((restore, facts)))
-                }
-                Err(error) => SetUpReport::WarmNoWindow(Err(error)),
-            }
-        }
-        Start::Warm { policy, found: Some(found) } => {
+        Some(found) => {
+            // Next to a DDW (slot 1) the default window stayed in place and is cleared now; a
+            // DDW in slot 0 had replaced it, and the reset that brings it back clears it.
+            let inherited =
+                if found.slot != 0 { clear_inherited_default(hv, setup, dma) } else { Inherited::NONE };
+            let Some(request) = inherited.request(setup, dma) else {
+                return (no_ddw(setup), inherited.cleared);
+            };
             let default = dma.default.take();
             let result = take_over(hv, delay, &request, &found, policy);
             let summary = result.as_ref().map(TakeOverSummary::of).map_err(Clone::clone);
             let _ = dma.settle_take_over(&found, default, result);
-            SetUpReport::WarmTakeOver { found, result: summary }
+            (SetUpOutcome::WarmTakeOver { found, result: summary }, inherited.cleared)
         }
     }
 }

@@ -7,7 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::ddw::{DdwError, DdwFacts};
-use super::pe::{DefaultWindowDesc, PeSetUp, SetUpReport, TakeOverSummary};
+use super::pe::{DefaultWindowDesc, PeSetUp, SetUpOutcome, SetUpReport, TakeOverSummary};
 use super::plan::{WindowLimit, WindowMode};
 
 /// One line of the report.
@@ -63,13 +63,24 @@ pub fn pe_lines(index: usize, setup: &PeSetUp<'_>, report: &SetUpReport, ticks: 
         DefaultWindowDesc::Missing => out.kv("default_error", "the PHB has no ibm,dma-window"),
     }
     let time = (ticks, hz);
-    match report {
-        SetUpReport::NoDdw(why) => {
+    match &report.inherited_default {
+        Some(Ok(())) => out.kv("warm.default_cleared", "yes"),
+        Some(Err(error)) => {
+            out.kv("warm.default_clear_error", format!("{error}"));
+            out.say(format!(
+                "PE {}: the default window the previous kernel left would not clear ({error}); it is not used",
+                out.index
+            ));
+        }
+        None => {}
+    }
+    match &report.outcome {
+        SetUpOutcome::NoDdw(why) => {
             out.kv("ddw", "none");
             out.kv("ddw.why", format!("{why}"));
         }
-        SetUpReport::Fresh(result) => result_lines(&mut out, result, time),
-        SetUpReport::WarmNoWindow(outcome) => {
+        SetUpOutcome::Fresh(result) => result_lines(&mut out, result, time),
+        SetUpOutcome::WarmNoWindow(outcome) => {
             out.kv("warm", "no-window");
             match outcome {
                 Ok((restore, result)) => {
@@ -84,7 +95,7 @@ pub fn pe_lines(index: usize, setup: &PeSetUp<'_>, report: &SetUpReport, ticks: 
                 }
             }
         }
-        SetUpReport::WarmTakeOver { found, result } => {
+        SetUpOutcome::WarmTakeOver { found, result } => {
             let window = found.window;
             out.kv("warm.found", format!("{} at {} slot {}", window.liobn(), window.bus_base(), found.slot));
             take_over_lines(&mut out, result, time);

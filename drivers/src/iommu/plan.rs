@@ -1,15 +1,15 @@
 //! Choosing the I/O page size and the size of a new DMA window from a query response.
 //!
-//! Facts relied on (../shared/docs/papr-ddw-facts.md):
-//! - §1.4 step 8, Linux `iommu_get_page_shift`: the query's page-size mask, bit 0 = 4K (12),
+//! Facts relied on:
+//! - Linux `iommu_get_page_shift`: the query's page-size mask, bit 0 = 4K (12),
 //!   1 = 64K (16), 2 = 16M (24), 3 = 32M (25), 4 = 64M (26), 5 = 128M (27), 6 = 256M (28),
 //!   7 = 16G (34), 8 = 2M (21, "2M is out of order", newer than LoPAR 2.9); take the largest.
-//! - §1.4 step 9: the window wants `order_base_2(max RAM address incl. hot-plug)` bytes and is
+//! - Linux `enable_ddw`, `ddw_memory_hotplug_max`: the window wants `order_base_2(max RAM address incl. hot-plug)` bytes and is
 //!   capped by `largest_block << page_shift` and the device's mask bits; capped below RAM it is
 //!   used dynamically (through an IOVA allocator), else RAM is mapped directly.
-//! - §2.3, QEMU `rtas_ibm_create_pe_dma_window`: the TCE count is a uint32 `1 << (window_shift
+//! - QEMU `rtas_ibm_create_pe_dma_window`: the TCE count is a uint32 `1 << (window_shift
 //!   − page_shift)`, so window_shift − page_shift must stay ≤ 31.
-//! - §7: QEMU 7.2 reports mask 0x107 (Linux picks 16M pages); 8 GiB RAM ⇒ window 2^33 = 512 TCEs.
+//! - QEMU 7.2 (`spapr_page_mask_to_query_mask` of the default `pgsz`) reports mask 0x107 (Linux picks 16M pages); 8 GiB RAM ⇒ window 2^33 = 512 TCEs.
 //!
 //! The largest-block cap uses floor(log2) so the window never exceeds the block (Linux rounds
 //! up). The device-mask cap limits only the window's size, as in Linux; whether the device can
@@ -41,7 +41,13 @@ pub const MAX_WINDOW_SHIFT: u32 = 63;
 
 /// The largest I/O page shift offered by a query mask, or `None` if no known bit is set.
 pub fn largest_page_shift(mask: u32) -> Option<u32> {
-    PAGE_SIZE_BITS.iter().filter(|(bit, _)| mask & bit != 0).map(|&(_, shift)| shift).max()
+    largest_page_shift_in(&PAGE_SIZE_BITS, mask)
+}
+
+/// [`largest_page_shift`] over another (bit, shift) table — for tests that check a table
+/// against an independent one.
+pub fn largest_page_shift_in(table: &[(u32, u32)], mask: u32) -> Option<u32> {
+    table.iter().filter(|(bit, _)| mask & bit != 0).map(|&(_, shift)| shift).max()
 }
 
 /// The query mask bit standing for an I/O page shift, or `None` if there is none.

@@ -1,14 +1,15 @@
 //! A DMA window (one TCE table seen through a range of bus addresses), and creating one.
 //!
-//! Facts relied on (../shared/docs/papr-ddw-facts.md):
-//! - §1.6: hcalls take the absolute bus address of an entry; entry index = (IOVA − bus base)
+//! Facts relied on:
+//! - Linux `tce_build_pSeriesLP`: hcalls take the absolute bus address of an entry; entry
+//!   index = (IOVA − bus base)
 //!   >> page shift. Direct windows map IOVA = bus base + physical address.
-//! - §2.1/§3: the default window (`ibm,dma-window`) always has 4 KiB pages; its size need not
+//! - LoPAR "ibm,dma-window", QEMU `spapr_dma_dt`: the default window always has 4 KiB pages; its size need not
 //!   be a power of two in general (1 GiB under QEMU).
-//! - §1.4 step 10, §1.8: create is retried while it answers −2 (at once) or 9900–9905 (after
+//! - Linux `create_ddw` and `rtas_busy_delay`: create is retried while it answers −2 (at once) or 9900–9905 (after
 //!   10^(s−9900) ms); Linux retries without bound, this driver gives up after
 //!   [`CREATE_ATTEMPTS`]. A response that cannot describe a window is removed again.
-//! - §2.3: QEMU places a new window at bus 0 when no other window is active, else at 2^59.
+//! - QEMU `rtas_ibm_create_pe_dma_window`: QEMU places a new window at bus 0 when no other window is active, else at 2^59.
 
 use core::fmt;
 

@@ -2,7 +2,7 @@
 //!
 //! On QEMU pseries, SLOF assigns BARs itself (`aik/SLOF : board-qemu/slof/pci-phb.fs`), but
 //! with VOF (`x-vof=on`) or an FDT-direct boot nobody does, and QEMU ≥ 4.2 says so with
-//! `linux,pci-probe-only = 0` (facts §2.7). Rules implemented here:
+//! `linux,pci-probe-only = 0` (QEMU hw/ppc/spapr_pci.c `spapr_dt_phb`). Rules implemented here:
 //! - a BAR whose address is 0 is unassigned (memory and I/O alike), so 0 is never handed out;
 //! - assigned BARs are kept ([`BarOrigin::Firmware`]) and their ranges reserved;
 //! - unassigned BARs are placed largest first at the lowest naturally aligned free address

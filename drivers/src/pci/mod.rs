@@ -3,7 +3,7 @@
 //!
 //! [`enumerate()`] walks the root bus (and bridges below it) into [`Function`]s with decoded BARs
 //! and capabilities; [`assign_bars()`] gives unassigned root-bus BARs addresses inside the PHB
-//! windows and enables decode and bus mastering. Facts: `../shared/docs/papr-ddw-facts.md` §2.7.
+//! windows and enables decode and bus mastering. Facts: LoPAR "ibm,read-pci-config", QEMU hw/ppc/spapr_pci.c.
 
 pub mod assign;
 pub mod bar;

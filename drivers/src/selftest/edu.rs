@@ -15,7 +15,9 @@ use alloc::vec::Vec;
 
 use crate::addr::BusAddr;
 use crate::dma::{DeviceHandle, DmaMapping, DmaMemory, DmaMode, Retired};
-use crate::edu::{Clock, Edu, EduDirection, EduRegs, EduTransfer, DEFAULT_DMA_TIMEOUT_US, EDU_USABLE_BUFFER_LEN};
+use crate::edu::{
+    Clock, Edu, EduDirection, EduRegs, EduTransfer, DEFAULT_DMA_TIMEOUT_US, EDU_USABLE_BUFFER_LEN,
+};
 use crate::iommu::hcall::TceCalls;
 use crate::iommu::tce::DmaDirection;
 
@@ -61,7 +63,11 @@ where
     let len = EDU_USABLE_BUFFER_LEN;
     let finish = |result, returned, retired| RoundTripOutcome { result, returned, retired };
     if out.len() < u64::from(len) || back.len() < u64::from(len) {
-        return finish(Err(format!("the edu buffers are smaller than {len} bytes")), vec![out, back], Vec::new());
+        return finish(
+            Err(format!("the edu buffers are smaller than {len} bytes")),
+            vec![out, back],
+            Vec::new(),
+        );
     }
     fill_pattern(&mut out.as_mut()[..len as usize], seed);
     back.as_mut()[..len as usize].fill(0);
@@ -91,7 +97,9 @@ where
     };
     let sent = edu
         .transfer(clock, step(EduDirection::ToDevice, trip.to_device), DEFAULT_DMA_TIMEOUT_US)
-        .and_then(|()| edu.transfer(clock, step(EduDirection::FromDevice, trip.from_device), DEFAULT_DMA_TIMEOUT_US));
+        .and_then(|()| {
+            edu.transfer(clock, step(EduDirection::FromDevice, trip.from_device), DEFAULT_DMA_TIMEOUT_US)
+        });
     if let Err(error) = sent {
         // The transfer may still be running: only revoked access gives the memory back.
         let (mut returned, mut retired) = (Vec::new(), Vec::new());
@@ -106,7 +114,9 @@ where
     let (mut returned, errors) = unmap_all(device, [to_device, from_device]);
     let result = match (errors.into_iter().next(), returned.as_mut_slice()) {
         (Some(error), _) => Err(error),
-        (None, [out, back]) => compare(&out.as_mut()[..len as usize], &back.as_mut()[..len as usize]).map(|()| trip),
+        (None, [out, back]) => {
+            compare(&out.as_mut()[..len as usize], &back.as_mut()[..len as usize]).map(|()| trip)
+        }
         (None, _) => Err(String::from("an edu buffer did not come back from its mapping")),
     };
     finish(result, returned, Vec::new())
@@ -207,7 +217,12 @@ mod tests {
         Ddw {
             query: None,
             outputs: QueryOutputs::Six,
-            plan: WindowPlan { page_shift: 24, window_shift: 31, mode: WindowMode::Direct, limit: WindowLimit::Ram },
+            plan: WindowPlan {
+                page_shift: 24,
+                window_shift: 31,
+                mode: WindowMode::Direct,
+                limit: WindowLimit::Ram,
+            },
             window,
             slot: 0,
             stats: MapStats::default(),
@@ -230,7 +245,11 @@ mod tests {
     fn after_a_failed_transfer_tce_mapped_buffers_come_back_cleared() {
         let (outcome, live, mode) = run(PeDma { default: Some(default_window()), ddw: None }, 28);
         assert!(matches!(mode, DmaMode::DefaultIommu { .. }));
-        assert!(outcome.result.as_ref().is_err_and(|e| e.contains("did not complete")), "{:?}", outcome.result.err());
+        assert!(
+            outcome.result.as_ref().is_err_and(|e| e.contains("did not complete")),
+            "{:?}",
+            outcome.result.err()
+        );
         // The device's access was revoked before the buffers were handed back.
         assert_eq!(live, 0);
         let phys: Vec<PhysAddr> = outcome.returned.iter().map(|m| m.phys).collect();

@@ -20,8 +20,8 @@ use drivers::addr::{BusAddr, Liobn};
 use drivers::devtree::dma_window::DdwApplicable;
 use drivers::dma::{share, PeState, SharedPe};
 use drivers::iommu::{
-    set_up, CreateResponse, DdwCall, DdwRtas, Delay, HcallError, PeAddress, PeSetUp, QueryOutputs, QueryResponse,
-    ReadTce, RtasError, SetUpReport, Start, Tce, TceCalls, TceHcall,
+    set_up, CreateResponse, DdwCall, DdwRtas, Delay, HcallError, PeAddress, PeSetUp, QueryOutputs,
+    QueryResponse, ReadTce, RtasError, SetUpReport, Start, Tce, TceCalls, TceHcall,
 };
 
 use super::rtas::{Firmware, ValueCall};
@@ -65,7 +65,14 @@ pub fn set_up_pe(
 }
 
 impl PeHypervisor {
-    fn call(&self, call: ValueCall, token: u32, args: &[u32], rets: &mut [u32], what: DdwCall) -> Result<(), RtasError> {
+    fn call(
+        &self,
+        call: ValueCall,
+        token: u32,
+        args: &[u32],
+        rets: &mut [u32],
+        what: DdwCall,
+    ) -> Result<(), RtasError> {
         match self.firmware.value_call(call, token, args, rets) {
             Ok(RtasStatus::SUCCESS) => Ok(()),
             Ok(status) => Err(RtasError { call: what, status: status.0 }),
@@ -100,7 +107,12 @@ impl DdwRtas for PeHypervisor {
         })
     }
 
-    fn create(&mut self, pe: PeAddress, page_shift: u32, window_shift: u32) -> Result<CreateResponse, RtasError> {
+    fn create(
+        &mut self,
+        pe: PeAddress,
+        page_shift: u32,
+        window_shift: u32,
+    ) -> Result<CreateResponse, RtasError> {
         let [config, hi, lo] = pe_args(pe);
         let mut rets = [0u32; 3];
         let what = DdwCall::Create { pe, page_shift, window_shift };
@@ -131,7 +143,8 @@ impl TceCalls for PeHypervisor {
         let call = TceHcall::PutTce { liobn, ioba, tce };
         // SAFETY: only the IOMMU driver calls this, through the PE state that owns this
         // adapter (module docs), for memory its mapping owns or for RAM in a direct window.
-        unsafe { tce::put_tce(liobn, ioba, tce.raw()) }.map_err(|status| HcallError { call, status: status.0 })
+        unsafe { tce::put_tce(liobn, ioba, tce.raw()) }
+            .map_err(|status| HcallError { call, status: status.0 })
     }
 
     fn put_tce_indirect(&mut self, liobn: Liobn, ioba: BusAddr, tces: &[Tce]) -> Result<(), HcallError> {
@@ -144,13 +157,15 @@ impl TceCalls for PeHypervisor {
             *slot = tce.raw();
         }
         // SAFETY: as for `put_tce`, for every entry.
-        unsafe { tce::put_tce_indirect(liobn, ioba, list) }.map_err(|status| HcallError { call, status: status.0 })
+        unsafe { tce::put_tce_indirect(liobn, ioba, list) }
+            .map_err(|status| HcallError { call, status: status.0 })
     }
 
     fn stuff_tce(&mut self, liobn: Liobn, ioba: BusAddr, tce: Tce, count: u32) -> Result<(), HcallError> {
         let call = TceHcall::StuffTce { liobn, ioba, tce, count };
         // SAFETY: as for `put_tce` (the driver stuffs only the clear entry).
-        unsafe { tce::stuff_tce(liobn, ioba, tce.raw(), count) }.map_err(|status| HcallError { call, status: status.0 })
+        unsafe { tce::stuff_tce(liobn, ioba, tce.raw(), count) }
+            .map_err(|status| HcallError { call, status: status.0 })
     }
 
     fn get_tce(&mut self, liobn: Liobn, ioba: BusAddr) -> Result<ReadTce, HcallError> {

@@ -206,7 +206,8 @@ impl Mmio {
 
     fn at<T>(&self, offset: usize) -> Option<*mut T> {
         let size = core::mem::size_of::<T>();
-        let inside = offset.checked_add(size).is_some_and(|end| end <= self.len) && offset.is_multiple_of(size);
+        let inside =
+            offset.checked_add(size).is_some_and(|end| end <= self.len) && offset.is_multiple_of(size);
         inside.then_some((self.base + offset) as *mut T)
     }
 
@@ -344,7 +345,12 @@ pub fn place_buffers(
 
 /// The registers of a device behind `phb`: `len` bytes of its memory space at bus address
 /// `bus` (a BAR), through the PHB's ranges; `None` if no window holds them.
-pub fn device_registers(phb: &drivers::devtree::phb::PhbInfo, bus: u64, len: u64, endian: Endian) -> Option<Mmio> {
+pub fn device_registers(
+    phb: &drivers::devtree::phb::PhbInfo,
+    bus: u64,
+    len: u64,
+    endian: Endian,
+) -> Option<Mmio> {
     let cpu = phb.bus_to_cpu(drivers::devtree::phb::PciSpace::Mem64, bus, len)?;
     // SAFETY: the BAR's range, translated through its PHB's ranges, is that device's MMIO
     // (mapped cache-inhibited and guarded by `mmu`); the device test that asks is the only

@@ -20,8 +20,8 @@ use drivers::pci::{Bdf, ConfigAccess, Width};
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction};
 
 use super::hypervisor::PeHypervisor;
-use crate::pci_config::RtasConfigSpace;
 use super::memory::{HeapPages, SharedRegion};
+use crate::pci_config::RtasConfigSpace;
 
 /// What virtio-drivers hands the device: its own queue pages, or a caller's buffer.
 pub enum VirtioMemory {
@@ -109,7 +109,8 @@ fn share(memory: VirtioMemory, dir: BufferDirection) -> Option<BusAddr> {
 // (mapped cache-inhibited), which nothing else uses.
 unsafe impl Hal for KernelHal {
     fn dma_alloc(pages: usize, dir: BufferDirection) -> (u64, NonNull<u8>) {
-        let Some(memory) = pages.checked_mul(PAGE_SIZE).and_then(|bytes| HeapPages::zeroed(bytes, PAGE_SIZE)) else {
+        let Some(memory) = pages.checked_mul(PAGE_SIZE).and_then(|bytes| HeapPages::zeroed(bytes, PAGE_SIZE))
+        else {
             return (0, NonNull::dangling());
         };
         let ptr = memory.ptr();
@@ -148,7 +149,8 @@ unsafe impl Hal for KernelHal {
         let region = unsafe { SharedRegion::new(buffer) };
         // A failure answers an address no window or RAM has, and the error is recorded for the
         // driver, which fails the device.
-        share(VirtioMemory::Shared(region), dir).map_or(drivers::virtio_dma::NO_DMA_ADDRESS.get(), BusAddr::get)
+        share(VirtioMemory::Shared(region), dir)
+            .map_or(drivers::virtio_dma::NO_DMA_ADDRESS.get(), BusAddr::get)
     }
 
     unsafe fn unshare(paddr: u64, _buffer: NonNull<[u8]>, _dir: BufferDirection) {
@@ -195,7 +197,10 @@ impl BlkOp {
 }
 
 /// A virtio-blk device over PCI through the kernel's HAL.
-pub type Blk = virtio_drivers::device::blk::VirtIOBlk<KernelHal, drivers::virtio::PlatformTransport<virtio_drivers::transport::pci::PciTransport>>;
+pub type Blk = virtio_drivers::device::blk::VirtIOBlk<
+    KernelHal,
+    drivers::virtio::PlatformTransport<virtio_drivers::transport::pci::PciTransport>,
+>;
 
 /// One request on `blk` at `sector` with `buf`, polled for at most `timeout` timebase ticks.
 /// A DMA failure recorded by the HAL fails the request before it is waited for.

@@ -60,13 +60,19 @@ pub fn run(test: DiskTest<'_>) -> Result<(), String> {
     // The HAL serves this device's MMIO from now on, and its DMA once its mode is known.
     let guard = virtio_hal::bind(phb.info.ranges.clone());
     let mut root = PciRoot::new(cfg);
-    let df = DeviceFunction { bus: function.bdf.bus, device: function.bdf.device, function: function.bdf.function };
-    let inner = PciTransport::new::<KernelHal, _>(&mut root, df).map_err(|e| format!("virtio PCI transport: {e}"))?;
+    let df = DeviceFunction {
+        bus: function.bdf.bus,
+        device: function.bdf.device,
+        function: function.bdf.function,
+    };
+    let inner =
+        PciTransport::new::<KernelHal, _>(&mut root, df).map_err(|e| format!("virtio PCI transport: {e}"))?;
     let mut transport = PlatformTransport::new(inner);
     let translated = transport.access_platform();
     kv!(key("access_platform"), "{}", if translated { "yes" } else { "no" });
     let translation = if translated { DmaTranslation::Iommu } else { DmaTranslation::Bypass };
-    let handle = DeviceHandle::new(&pe.state, VIRTIO_BLK.dma_mask(), translation).map_err(|e| e.to_string())?;
+    let handle =
+        DeviceHandle::new(&pe.state, VIRTIO_BLK.dma_mask(), translation).map_err(|e| e.to_string())?;
     report_mode(&key, handle.dma().mode, VIRTIO_BLK.dma_mask_bits);
     guard.attach(handle);
     let result = drive(&key, transport, buffers, hz, &guard);
@@ -94,7 +100,8 @@ fn drive(
     guard: &HalGuard,
 ) -> Result<(), String> {
     let mut blk: Blk = VirtIOBlk::new(transport).map_err(|e| format!("virtio-blk initialisation: {e}"))?;
-    let mut buffers: Vec<&mut PhysBuffer> = buffers.iter_mut().filter(|b| b.bytes_len() as u64 >= CRC_CHUNK).collect();
+    let mut buffers: Vec<&mut PhysBuffer> =
+        buffers.iter_mut().filter(|b| b.bytes_len() as u64 >= CRC_CHUNK).collect();
     if buffers.is_empty() {
         return Err("no RAM buffer could be placed".into());
     }

@@ -66,7 +66,13 @@ fn take_pair(pool: &mut Vec<PhysBuffer>) -> Option<(PhysBuffer, PhysBuffer)> {
 
 /// Runs the round trip for one `edu`, reporting `edu.<n>.*`; `Err` is the status sentence.
 /// Buffers the device can no longer reach go back to `pool`.
-pub fn run(n: usize, phb: &Phb<'_>, function: &Function, pool: &mut Vec<PhysBuffer>, hz: u64) -> Result<(), String> {
+pub fn run(
+    n: usize,
+    phb: &Phb<'_>,
+    function: &Function,
+    pool: &mut Vec<PhysBuffer>,
+    hz: u64,
+) -> Result<(), String> {
     let key = |name: &str| format!("edu.{n}.{name}");
     kv!(key("pe"), "{}", phb.index);
     kv!(key("bdf"), "{}", function.bdf);
@@ -77,7 +83,8 @@ pub fn run(n: usize, phb: &Phb<'_>, function: &Function, pool: &mut Vec<PhysBuff
     })?;
     let mut edu = Edu::probe(Regs(mmio)).map_err(|e| e.to_string())?;
     let pe = phb.pe.as_ref().ok_or("the edu's PE was not set up")?;
-    let device = DeviceHandle::new(&pe.state, EDU.dma_mask(), DmaTranslation::Iommu).map_err(|e| e.to_string())?;
+    let device =
+        DeviceHandle::new(&pe.state, EDU.dma_mask(), DmaTranslation::Iommu).map_err(|e| e.to_string())?;
     let mode = device.dma().mode;
     kv!(key("dma"), "{}", mode.name());
     if let DmaMode::DefaultIommu { liobn } | DmaMode::DdwIommu { liobn } = mode {

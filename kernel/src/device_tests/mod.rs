@@ -33,7 +33,8 @@ pub fn run(platform: &Platform, phbs: &[Phb<'_>], reserved: &Reserved, hz: u64) 
         for function in &phb.functions {
             match driver_for(function.vendor_id, function.device_id).map(|d| d.kind) {
                 Some(DeviceKind::VirtioBlk) => {
-                    let result = blk::run(blk::DiskTest { n: disks, phb, function, buffers: &mut buffers, hz });
+                    let result =
+                        blk::run(blk::DiskTest { n: disks, phb, function, buffers: &mut buffers, hz });
                     failures += report(&format!("blk.{disks}.status"), result);
                     disks += 1;
                 }
