@@ -262,7 +262,7 @@ fn a_default_window_that_will_not_clear_is_neither_used_nor_overlapped() {
 /// free windows, no TCEs and no page sizes (it was once an all-zero answer printed as data).
 #[test]
 fn a_failed_query_on_reuse_is_an_error_not_data() {
-    use drivers::iommu::pe::{SetUpOutcome, TakeOverSummary};
+    use drivers::iommu::pe::SetUpOutcome;
     use drivers::iommu::pe_report::{pe_lines, Line};
     use papr_model::Fault;
     let scenario = scenario(Profile::Qemu72, WarmPolicy::Reuse);
@@ -271,7 +271,7 @@ fn a_failed_query_on_reuse_is_an_error_not_data() {
     });
     assert_eq!(check(&scenario, &outcome, Strictness::SingleFault), Vec::<String>::new());
     let warm = outcome.warm_report.as_ref().expect("a warm restart ran");
-    let SetUpOutcome::WarmTakeOver { result: Ok(TakeOverSummary::Reused { facts, query_error, .. }), .. } =
+    let SetUpOutcome::WarmTakeOver { result: Ok(TakeOver::Reused { ddw: facts, query_error, .. }), .. } =
         &warm.outcome
     else {
         panic!("expected the window reused: {:?}", warm.outcome);

@@ -119,3 +119,17 @@ fn hang_is_killed_and_reported() {
     assert!(message.contains("timed out: true"), "{message}");
     assert!(message.contains("SLOF"), "the tail is in the message: {message}");
 }
+
+/// A command line that contradicts itself is refused before anything is set up: the kernel
+/// names both words and exits through `ibm,os-term`, rather than guess which one was meant.
+#[test]
+fn contradicting_kernel_arguments_are_refused() {
+    let outcome = Scenario::new("fail-contradiction-vof", Firmware::Vof).append("ddw=off ddw=single").run();
+    outcome
+        .expect_exit(1)
+        .expect_kv("exit.status", "fail")
+        .expect_console("the kernel command line contradicts itself: ddw=single contradicts ddw=off");
+    if outcome.kv.get("pe.0.ddw").is_some() || outcome.kv.get("pci.count").is_some() {
+        outcome.fail("the kernel went on to set DMA up after refusing its command line");
+    }
+}

@@ -19,7 +19,9 @@
 
 use core::fmt;
 
-use super::ddw::{enable_ddw, restore_default, twice, Ddw, DdwError, DdwMapping, PeRequest, Restore};
+use super::ddw::{
+    enable_ddw, restore_default, twice, Ddw, DdwError, DdwFacts, DdwMapping, PeRequest, Restore,
+};
 use super::hcall::TceCalls;
 use super::iova_window::IovaWindow;
 use super::map::{clear_ram, clear_window, map_ram, MapError, MapStats};
@@ -66,13 +68,14 @@ pub enum WarmPolicy {
     Remove,
 }
 
-/// What [`take_over`] did.
-#[derive(Debug)]
-pub enum TakeOver {
+/// What [`take_over`] did; `D` is the window as a [`Ddw`] of this kernel, or its
+/// [`DdwFacts`] in a report ([`TakeOver::facts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TakeOver<D = Ddw> {
     /// The window is in use again.
     Reused {
         /// The window, as a DDW of this kernel.
-        ddw: Ddw,
+        ddw: D,
         /// Entries read back to check it (H_GET_TCE calls).
         checked: u64,
         /// Whether the check found a difference and all RAM was mapped again.
@@ -97,8 +100,30 @@ pub enum TakeOver {
         /// not be removed).
         restore: Option<Restore>,
         /// The fresh set-up's result.
-        fresh: Result<Ddw, DdwError>,
+        fresh: Result<D, DdwError>,
     },
+}
+
+impl TakeOver {
+    /// The same account with the windows' facts (for the report).
+    pub fn facts(&self) -> TakeOver<DdwFacts> {
+        match self {
+            TakeOver::Reused { ddw, checked, remapped, instead_of, query_error } => TakeOver::Reused {
+                ddw: ddw.facts(),
+                checked: *checked,
+                remapped: *remapped,
+                instead_of: instead_of.clone(),
+                query_error: *query_error,
+            },
+            TakeOver::Replaced { reuse_error, clear_error, removal, restore, fresh } => TakeOver::Replaced {
+                reuse_error: *reuse_error,
+                clear_error: *clear_error,
+                removal: *removal,
+                restore: *restore,
+                fresh: fresh.as_ref().map(Ddw::facts).map_err(Clone::clone),
+            },
+        }
+    }
 }
 
 /// Why the PE could not be brought to a known state.

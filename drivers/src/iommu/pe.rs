@@ -25,8 +25,8 @@ use super::ddw::{
 use super::handover::{ensure_default, take_over, Handover, TakeOver, TakeOverError, WarmPolicy};
 use super::hcall::{HcallError, TceCalls};
 use super::iova_window::IovaWindow;
-use super::map::{clear_window, MapError, MultiTce};
-use super::rtas::{DdwRtas, Delay, PeAddress, RtasError};
+use super::map::{clear_window, MultiTce};
+use super::rtas::{DdwRtas, Delay, PeAddress};
 use super::window::{DmaWindow, WindowError};
 use crate::addr::BusAddr;
 use crate::cmdline::DdwPolicy;
@@ -240,58 +240,7 @@ pub enum Start {
 }
 
 /// A warm take-over, for the report.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TakeOverSummary {
-    /// The found window is in use again.
-    Reused {
-        /// The window.
-        facts: DdwFacts,
-        /// Entries read back to check it.
-        checked: u64,
-        /// Whether all RAM was mapped again.
-        remapped: bool,
-        /// Set when removal was asked for but failed, so the window was reused instead.
-        instead_of: Option<TakeOverError>,
-        /// The query's failure, if it failed.
-        query_error: Option<RtasError>,
-    },
-    /// The found window was removed and the set-up ran afresh.
-    Replaced {
-        /// Why reusing it failed.
-        reuse_error: Option<MapError>,
-        /// Why clearing it failed.
-        clear_error: Option<MapError>,
-        /// Why removing it failed (the PE was reset instead).
-        removal: Option<RtasError>,
-        /// How the default window came back, if the PE was reset.
-        restore: Option<Restore>,
-        /// The fresh set-up's outcome.
-        fresh: Result<DdwFacts, DdwError>,
-    },
-}
-
-impl TakeOverSummary {
-    fn of(take_over: &TakeOver) -> Self {
-        match take_over {
-            TakeOver::Reused { ddw, checked, remapped, instead_of, query_error } => TakeOverSummary::Reused {
-                facts: ddw.facts(),
-                checked: *checked,
-                remapped: *remapped,
-                instead_of: instead_of.clone(),
-                query_error: *query_error,
-            },
-            TakeOver::Replaced { reuse_error, clear_error, removal, restore, fresh } => {
-                TakeOverSummary::Replaced {
-                    reuse_error: *reuse_error,
-                    clear_error: *clear_error,
-                    removal: *removal,
-                    restore: *restore,
-                    fresh: fresh.as_ref().map(|ddw| ddw.facts()).map_err(Clone::clone),
-                }
-            }
-        }
-    }
-}
+pub type TakeOverSummary = TakeOver<DdwFacts>;
 
 /// What [`set_up`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -351,8 +300,8 @@ impl SetUpOutcome {
             SetUpOutcome::Fresh(result) | SetUpOutcome::WarmNoWindow(Ok((_, result))) => result.as_ref().ok(),
             SetUpOutcome::WarmNoWindow(Err(_)) => None,
             SetUpOutcome::WarmTakeOver { result, .. } => match result {
-                Ok(TakeOverSummary::Reused { facts, .. }) => Some(facts),
-                Ok(TakeOverSummary::Replaced { fresh, .. }) => fresh.as_ref().ok(),
+                Ok(TakeOver::Reused { ddw, .. }) => Some(ddw),
+                Ok(TakeOver::Replaced { fresh, .. }) => fresh.as_ref().ok(),
                 Err(_) => None,
             },
         }
@@ -363,8 +312,7 @@ impl SetUpOutcome {
         match self {
             SetUpOutcome::Fresh(Err(error)) | SetUpOutcome::WarmNoWindow(Ok((_, Err(error)))) => Some(error),
             SetUpOutcome::WarmTakeOver {
-                result: Ok(TakeOverSummary::Replaced { fresh: Err(error), .. }),
-                ..
+                result: Ok(TakeOver::Replaced { fresh: Err(error), .. }), ..
             } => Some(error),
             _ => None,
         }
@@ -379,8 +327,7 @@ impl SetUpOutcome {
             }
             SetUpOutcome::WarmNoWindow(Ok((_, Err(error))))
             | SetUpOutcome::WarmTakeOver {
-                result: Ok(TakeOverSummary::Replaced { fresh: Err(error), .. }),
-                ..
+                result: Ok(TakeOver::Replaced { fresh: Err(error), .. }), ..
             } => Some(WarmError::Fresh(error.clone())),
             _ => None,
         }
@@ -502,7 +449,7 @@ fn warm(
             };
             let default = dma.default.take();
             let result = take_over(hv, delay, &request, &found, policy);
-            let summary = result.as_ref().map(TakeOverSummary::of).map_err(Clone::clone);
+            let summary = result.as_ref().map(TakeOver::facts).map_err(Clone::clone);
             let _ = dma.settle_take_over(&found, default, result);
             (SetUpOutcome::WarmTakeOver { found, result: summary }, inherited.cleared)
         }

@@ -7,6 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::ddw::{DdwError, DdwFacts};
+use super::handover::TakeOver;
 use super::pe::{DefaultWindowDesc, PeSetUp, SetUpOutcome, SetUpReport, TakeOverSummary};
 use super::plan::{WindowLimit, WindowMode};
 
@@ -110,7 +111,7 @@ fn take_over_lines(
     time: (u64, u64),
 ) {
     match result {
-        Ok(TakeOverSummary::Reused { facts, checked, remapped, instead_of, query_error }) => {
+        Ok(TakeOver::Reused { ddw: facts, checked, remapped, instead_of, query_error }) => {
             out.kv("warm", if instead_of.is_some() { "reused-instead-of-removal" } else { "reused" });
             out.kv("warm.checked", format!("{checked}"));
             out.kv("warm.remapped", if *remapped { "yes" } else { "no" });
@@ -122,7 +123,7 @@ fn take_over_lines(
             }
             ddw_lines(out, facts, time);
         }
-        Ok(TakeOverSummary::Replaced { reuse_error, clear_error, removal, restore, fresh }) => {
+        Ok(TakeOver::Replaced { reuse_error, clear_error, removal, restore, fresh }) => {
             out.kv("warm", "replaced");
             if let Some(error) = reuse_error {
                 out.kv("warm.reuse_error", format!("{error}"));
