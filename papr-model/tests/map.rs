@@ -225,3 +225,25 @@ fn clearing_without_multi_tce_and_failing() {
         TceHcall::StuffTce { liobn: model_liobn(0), ioba: BusAddr(0x20_0000), tce: Tce::CLEAR, count: 512 }
     );
 }
+
+/// RAM in adjacent memory nodes is one span: 4 GiB + 2 GiB of 16 MiB pages is 384 TCEs, one
+/// H_PUT_TCE_INDIRECT (Linux maps it in 1 call; mapping node by node took 2). Ranges that share
+/// a page, or come unsorted, write each TCE once.
+#[test]
+fn contiguous_ram_in_several_nodes_is_one_span() {
+    let (mut model, window) = model_with_window(0x1211000, 8 * GIB);
+    let nodes = [range(0, 4 * GIB), range(4 * GIB, 2 * GIB)];
+    let stats = map_ram(&mut model, &window, &nodes, MultiTce::Available).unwrap();
+    assert_eq!((stats.tces, stats.indirect_calls), (384, 1));
+    assert_eq!(indirect_calls(&model), [(window.bus_base().get(), 384)]);
+    let (mut model, window) = model_with_window(0x1211000, 8 * GIB);
+    // Out of order, and the second shares its first 16 MiB page with the first's last.
+    let nodes = [range(GIB + 0x80_0000, GIB), range(0, GIB + 0x80_0000), range(5 * GIB, 16 << 20)];
+    let stats = map_ram(&mut model, &window, &nodes, MultiTce::Available).unwrap();
+    // [0, 2 GiB + 8 MiB) rounds to 129 pages (one indirect call), then one page at 5 GiB (a
+    // lone page: one H_PUT_TCE): two spans, 130 TCEs.
+    assert_eq!((stats.tces, stats.indirect_calls, stats.put_calls), (130, 1, 1));
+    assert_eq!(model.mapped_entries(), 130);
+    let cleared = clear_ram(&mut model, &window, &nodes, MultiTce::Available).unwrap();
+    assert_eq!((cleared.stuff_calls, cleared.put_calls, model.mapped_entries()), (1, 1, 0));
+}

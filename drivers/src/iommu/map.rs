@@ -5,8 +5,8 @@
 //!   out to the TCE page size (start down, end up) and mapped READ|WRITE at IOVA = window bus
 //!   base + physical address, at most 512 TCEs per H_PUT_TCE_INDIRECT; without
 //!   `hcall-multi-tce` one H_PUT_TCE per TCE. On the first error the caller clears what was
-//!   written and fails. Ranges are mapped one by one, as Linux does: two ranges sharing a
-//!   rounded page write the same TCE twice (harmless, and counted twice).
+//!   written and fails. Ranges that touch or share a page are one span (each TCE written
+//!   once), whatever the memory nodes look like.
 //! - Linux `tce_freemulti_pSeriesLP` and "powerpc/iommu: limit number of TCEs to 512 for
 //!   H_STUFF_TCE hcall" (2023): clearing uses H_STUFF_TCE with 0 in
 //!   chunks of at most 512 (PAPR/PowerVM answer H_P4 above that), else H_PUT_TCE 0 per entry.
@@ -214,22 +214,43 @@ impl fmt::Display for MapError {
     }
 }
 
-/// The page-rounded run of every non-empty RAM range, all checked before any hcall.
+/// The page-rounded runs of RAM, all checked before any hcall: each non-empty range is rounded
+/// out to the window's pages, and ranges that touch or share a page are merged, so physically
+/// contiguous RAM is one run whatever the memory nodes look like (⌈TCEs/512⌉ calls per span,
+/// as Linux's `walk_system_ram_range` gets from merged System RAM resources).
 fn direct_runs(window: &DmaWindow, ranges: &[PhysRange]) -> Result<Vec<TceRun>, MapError> {
     let page = window.page_size();
-    let mut runs = Vec::with_capacity(ranges.len());
+    let mut spans: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
     for range in ranges.iter().filter(|range| range.size > 0) {
         let outside =
             MapError::OutsideWindow { range: *range, liobn: window.liobn(), window_size: window.size() };
-        let start = range.base.align_down(page);
+        let start = range.base.align_down(page).get();
         let end = range.base.get().checked_add(range.size).and_then(|end| end.checked_next_multiple_of(page));
-        let run = end.and_then(|end| {
-            let iova = window.iova_for_phys(start)?;
-            TceRun::checked(window, iova, start, (end - start.get()) >> window.page_shift())
-        });
-        runs.push(run.ok_or(outside)?);
+        let end = end.filter(|&end| window.iova_for_phys(PhysAddr(end - 1)).is_some()).ok_or(outside)?;
+        spans.push((start, end));
     }
-    Ok(runs)
+    spans.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(start, end)| {
+            let iova = window.iova_for_phys(PhysAddr(start));
+            let run = iova.and_then(|iova| {
+                TceRun::checked(window, iova, PhysAddr(start), (end - start) >> window.page_shift())
+            });
+            run.ok_or(MapError::OutsideWindow {
+                range: PhysRange { base: PhysAddr(start), size: end - start },
+                liobn: window.liobn(),
+                window_size: window.size(),
+            })
+        })
+        .collect()
 }
 
 /// Maps every RAM range READ|WRITE at IOVA = bus base + physical address, then `sync`s. On

@@ -28,7 +28,7 @@ pub use ddw::{enable_ddw, Ddw, DdwError, DdwFacts, DdwMapping, PeRequest, Single
 pub use hcall::{HcallError, HcallName, TceCalls, TceHcall};
 pub use iova::{IovaAllocator, IovaError};
 pub use iova_window::{BufferError, IovaWindow, Mapping, UnmapError, UnmapReason};
-pub use map::{clear_window, map_ram, MapError, MapStats, MultiTce};
+pub use map::{clear_ram, clear_window, map_ram, MapError, MapStats, MultiTce};
 pub use pe::{set_up, PeSetUp, SetUpOutcome, SetUpReport, Start};
 pub use plan::{largest_page_shift, plan_window, PlanError, WindowLimit, WindowMode, WindowPlan};
 pub use rtas::{
