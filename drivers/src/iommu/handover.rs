@@ -70,6 +70,8 @@ pub enum WarmPolicy {
 
 /// What [`take_over`] did; `D` is the window as a [`Ddw`] of this kernel, or its
 /// [`DdwFacts`] in a report ([`TakeOver::facts`]).
+// One per PE and warm restart: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TakeOver<D = Ddw> {
     /// The window is in use again.
