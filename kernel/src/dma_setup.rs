@@ -18,6 +18,8 @@ use crate::boundary::hypervisor::{set_up_pe, CreateFault};
 use crate::boundary::rtas::Firmware;
 use crate::kv;
 use crate::system::{Pe, Phb};
+use crate::Timeline;
+use alloc::format;
 
 /// Busy waits spin on the timebase.
 pub struct TimebaseDelay {
@@ -41,10 +43,18 @@ impl Delay for TimebaseDelay {
 
 /// Sets up every PHB's PE and reports it; with `warm-restart=`, does it again as the next
 /// kernel would, knowing only each PE's handover.
-pub fn set_up_all(platform: &Platform, firmware: Firmware, phbs: &mut [Phb<'_>], args: &Args, hz: u64) {
+pub fn set_up_all(
+    platform: &Platform,
+    firmware: Firmware,
+    phbs: &mut [Phb<'_>],
+    args: &Args,
+    hz: u64,
+    timeline: &Timeline,
+) {
     println!("== dma windows");
     for phb in phbs.iter_mut() {
         set_up_one(platform, firmware, phb, args.ddw, Start::Fresh, hz);
+        timeline.mark(&format!("pe.{}", phb.index));
     }
     let Some(policy) = args.warm_restart else { return };
     println!("== dma windows, warm restart ({policy:?}: the DMA set-up runs again)");
@@ -53,6 +63,7 @@ pub fn set_up_all(platform: &Platform, firmware: Firmware, phbs: &mut [Phb<'_>],
         // only the handover (Linux passes it as `linux,direct64-ddr-window-info`).
         let found = phb.pe.take().and_then(|pe| handover(&pe));
         set_up_one(platform, firmware, phb, args.ddw, Start::Warm { policy, found }, hz);
+        timeline.mark(&format!("pe.{}.warm", phb.index));
     }
 }
 

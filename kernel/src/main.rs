@@ -38,6 +38,18 @@ use boundary::rtas::Firmware;
 use drivers::cmdline::{Args, TestMode};
 use drivers::devtree::platform::Platform;
 
+/// The boot timeline: `boot.t.<step>=<timebase ticks since the first Rust instruction>`.
+pub struct Timeline {
+    entry: u64,
+}
+
+impl Timeline {
+    /// Records that `step` is done now.
+    pub fn mark(&self, step: &str) {
+        kv!(alloc::format!("boot.t.{step}"), "{}", cpu::timebase().wrapping_sub(self.entry));
+    }
+}
+
 /// Which firmware handed over control.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FirmwareKind {
@@ -82,6 +94,8 @@ fn boot(handoff: BootHandoff) -> ! {
         Err(e) => exit::fail(format_args!("the device tree does not parse: {e:?}")),
     };
     let platform = Platform::from_fdt(&fdt);
+    let timeline = Timeline { entry: handoff.timebase() };
+    timeline.mark("fdt");
     if let Some(vterm) = platform.vterm {
         console::set_vterm(vterm);
     }
@@ -101,10 +115,14 @@ fn boot(handoff: BootHandoff) -> ! {
     }
     // From here on no MMIO is touched in real mode.
     boundary::mmu::enable(&platform, args.mmu);
+    timeline.mark("mmu");
     let hz = platform.cpus.timebase_hz.unwrap_or(512_000_000).max(1);
     let mut phbs = pci_scan::scan_all(&platform, booted.firmware);
-    dma_setup::set_up_all(&platform, booted.firmware, &mut phbs, &args, hz);
+    timeline.mark("pci");
+    dma_setup::set_up_all(&platform, booted.firmware, &mut phbs, &args, hz, &timeline);
+    timeline.mark("dma");
     let failures = device_tests::run(&platform, &phbs, &reserved_memory(&booted, &fdt), hz);
+    timeline.mark("selftest");
     run_test_mode(args.test);
     if failures > 0 {
         exit::fail(format_args!(
