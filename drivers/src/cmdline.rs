@@ -8,6 +8,9 @@
 //!   (none: every device uses its PE's default window), `ddw=single` (treat every PE as a
 //!   single-window PE: replace the default window), `ddw=single-fail` (the same, with the
 //!   create after the removal failing on purpose, to exercise the reset);
+//! - `ddw-max=SIZE` (`K`, `M`, `G` suffixes): cap every DDW at the largest power of two not
+//!   above SIZE, as a small TCE budget would — below RAM the window is used dynamically, per
+//!   buffer, instead of directly;
 //! - `warm-restart=reuse` / `warm-restart=remove` (run the whole DMA set-up a second time, as
 //!   a kexec'd kernel would find things, reusing or removing the window the first run left);
 //! - `mmu=on` (the default) / `mmu=off` (stay in real mode).
@@ -87,6 +90,8 @@ pub struct Args {
     pub mmu: MmuPolicy,
     /// `warm-restart=`: run the DMA set-up twice, treating the first run's windows so.
     pub warm_restart: Option<WarmPolicy>,
+    /// `ddw-max=`: the largest DDW to create, in bytes.
+    pub ddw_max: Option<u64>,
     /// Words that were not understood.
     pub unknown: Vec<String>,
     /// Keys given more than once with different values, as sentences.
@@ -118,7 +123,17 @@ impl Args {
         let mut ddw = None;
         let mut mmu = None;
         let mut warm = None;
+        let mut ddw_max = None;
         for word in line.split_ascii_whitespace() {
+            if let Some(size) = word.strip_prefix("ddw-max=") {
+                match parse_size(size) {
+                    Some(bytes) => set(&mut ddw_max, bytes, "ddw-max=…", &mut conflicts),
+                    None => {
+                        conflicts.push(format!("{word}: not a size (a number with K, M or G, at least 4K)"))
+                    }
+                }
+                continue;
+            }
             match word {
                 "test=panic" => set(&mut test, TestMode::Panic, "test=panic", &mut conflicts),
                 "test=segment" => set(&mut test, TestMode::DataSegment, "test=segment", &mut conflicts),
@@ -146,10 +161,22 @@ impl Args {
             ddw: ddw.map_or(DdwPolicy::Auto, |(d, _)| d),
             mmu: mmu.map_or(MmuPolicy::On, |(m, _)| m),
             warm_restart: warm.map(|(w, _)| w),
+            ddw_max: ddw_max.map(|(b, _)| b),
             unknown,
             conflicts,
         }
     }
+}
+
+/// `4096`, `64K`, `256M`, `2G`: bytes, at least 4 KiB.
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, unit) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 1u64 << 10),
+        b'M' | b'm' => (&text[..text.len() - 1], 1 << 20),
+        b'G' | b'g' => (&text[..text.len() - 1], 1 << 30),
+        _ => (text, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(unit).filter(|&bytes| bytes >= 4096)
 }
 
 #[cfg(test)]
@@ -191,6 +218,19 @@ mod tests {
         assert_eq!(Args::parse("mmu=off mmu=on").conflicts, ["mmu=on contradicts mmu=off given before it"]);
         assert_eq!(Args::parse("warm-restart=reuse warm-restart=remove").conflicts.len(), 1);
         assert_eq!(Args::parse("test=panic test=program").conflicts.len(), 1);
+    }
+
+    #[test]
+    fn ddw_max_is_a_size() {
+        assert_eq!(Args::parse("ddw-max=256M").ddw_max, Some(256 << 20));
+        assert_eq!(Args::parse("ddw-max=2G").ddw_max, Some(2 << 30));
+        assert_eq!(Args::parse("ddw-max=65536").ddw_max, Some(65536));
+        assert_eq!(Args::parse("").ddw_max, None);
+        for bad in ["ddw-max=", "ddw-max=12Q", "ddw-max=1K", "ddw-max=-1M", "ddw-max=99999999999999G"] {
+            let args = Args::parse(bad);
+            assert_eq!((args.ddw_max, args.conflicts.len()), (None, 1), "{bad}");
+        }
+        assert_eq!(Args::parse("ddw-max=1G ddw-max=2G").conflicts.len(), 1);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use drivers::devices::dma_devices;
 use drivers::devtree::platform::Platform;
 use drivers::iommu::handover::Handover;
 use drivers::iommu::pe_report::{pe_lines, Line};
+use drivers::iommu::plan::floor_log2;
 use drivers::iommu::rtas::{BusyWait, Delay};
 use drivers::iommu::{PeSetUp, Start};
 
@@ -53,7 +54,7 @@ pub fn set_up_all(
 ) {
     println!("== dma windows");
     for phb in phbs.iter_mut() {
-        set_up_one(platform, firmware, phb, args.ddw, Start::Fresh, hz);
+        set_up_one(platform, firmware, phb, args, Start::Fresh, hz);
         timeline.mark(&format!("pe.{}", phb.index));
     }
     let Some(policy) = args.warm_restart else { return };
@@ -62,7 +63,7 @@ pub fn set_up_all(
         // As after a kexec: the hypervisor keeps its windows and TCEs, the next kernel knows
         // only the handover (Linux passes it as `linux,direct64-ddr-window-info`).
         let found = phb.pe.take().and_then(|pe| handover(&pe));
-        set_up_one(platform, firmware, phb, args.ddw, Start::Warm { policy, found }, hz);
+        set_up_one(platform, firmware, phb, args, Start::Warm { policy, found }, hz);
         timeline.mark(&format!("pe.{}.warm", phb.index));
     }
 }
@@ -75,13 +76,14 @@ fn set_up_one(
     platform: &Platform,
     firmware: Firmware,
     phb: &mut Phb<'_>,
-    ddw: DdwPolicy,
+    args: &Args,
     start: Start,
     hz: u64,
 ) {
     let devices = dma_devices(&phb.functions);
-    let setup = PeSetUp::for_phb(platform, phb.info, &devices, ddw);
-    let fault = match ddw {
+    let mut setup = PeSetUp::for_phb(platform, phb.info, &devices, args.ddw);
+    setup.max_window_shift = args.ddw_max.and_then(floor_log2);
+    let fault = match args.ddw {
         DdwPolicy::SingleWindowFailingCreate => CreateFault::FailNextCreate,
         _ => CreateFault::None,
     };

@@ -43,6 +43,7 @@ fn request<'a>(ram: &'a [PhysRange], ext: Option<&'a DdwExtensions>, ram_end: u6
         multi_tce: MultiTce::Available,
         default: Some(DefaultWindow { window: default_window(), live_pages: 0, narrow_devices: 0 }),
         single_window: SingleWindowPath::WhenNoneFree,
+        max_window_shift: None,
         iova_holes: &[],
     }
 }
@@ -380,6 +381,7 @@ fn a_dynamic_window_at_bus_0_avoids_mmio_and_msi() {
     let holes = [(BusAddr(0x8000_0000), 0x8000_0000), (BusAddr(0x400_0000_0000), 0x1_0000)];
     let req = PeRequest {
         single_window: SingleWindowPath::Always,
+        max_window_shift: None,
         device_mask_bits: 32,
         iova_holes: &holes,
         ..request(&ram, Some(&ext), 8 * GIB)

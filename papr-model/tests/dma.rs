@@ -46,6 +46,7 @@ fn pe(hv: &mut HypervisorModel, mask_bits: Option<u32>) -> PeDma {
             multi_tce: MultiTce::Available,
             default: None,
             single_window: SingleWindowPath::WhenNoneFree,
+            max_window_shift: None,
             iova_holes: &[],
         };
         enable_ddw(hv, &mut NoDelay, &request).unwrap()

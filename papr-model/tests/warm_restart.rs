@@ -134,6 +134,7 @@ fn a_default_window_removed_without_a_handover_is_reset() {
         multi_tce: drivers::iommu::MultiTce::Available,
         default: Some(DefaultWindow { window: default, live_pages: 0, narrow_devices: 0 }),
         single_window: SingleWindowPath::WhenNoneFree,
+        max_window_shift: None,
         iova_holes: &[],
     };
     let restore = ensure_default(&mut model, &mut CountingDelay::default(), &request).unwrap();

@@ -361,6 +361,8 @@ enum Dma {
     Direct { offset: u64 },
     /// Through the default window's IOMMU.
     DefaultIommu { liobn: u64 },
+    /// Through a dynamic DDW's IOMMU (TCEs per buffer).
+    DdwIommu { liobn: u64 },
     /// No `VIRTIO_F_ACCESS_PLATFORM`: the device uses physical addresses.
     Bypass,
 }
@@ -423,6 +425,13 @@ fn check_blk(outcome: &Outcome, disk: &TestDisk, dma: Dma) -> (usize, Vec<u64>) 
             if reported != liobn {
                 outcome
                     .fail(&format!("{}={reported:#x}, the default window is {liobn:#x}", key("dma_liobn")));
+            }
+        }
+        Dma::DdwIommu { liobn } => {
+            outcome.expect_kv(&key("dma"), "ddw-iommu");
+            let reported = outcome.require_hex(&key("dma_liobn"));
+            if reported != liobn {
+                outcome.fail(&format!("{}={reported:#x}, the DDW is {liobn:#x}", key("dma_liobn")));
             }
         }
         Dma::Bypass => {
@@ -706,6 +715,47 @@ fn kernel_ddw_off_uses_the_default_window() {
     let outcome = scenario("ddw-kernel-off", Firmware::Vof, "2G", &[&scratch], false).append("ddw=off").run();
     outcome.expect_kv("boot.bootargs", "ddw=off");
     check_default_window_boot(&outcome, &scratch, "ddw=off");
+}
+
+/// `ddw-max=2G` with 4 GiB of RAM caps the DDW below RAM, as a small TCE budget would: the
+/// window is created (2 GiB beats the 1 GiB default window) but used dynamically, so every
+/// buffer the disk is given costs TCE hcalls on the DDW — one to map, one to clear — and
+/// nothing maps RAM up front.
+#[test]
+fn a_ddw_capped_below_ram_is_used_per_buffer() {
+    let scratch = TestDisk::scratch("disk0", None, 16 * MIB, 0x5eed_0008, 0);
+    let outcome =
+        scenario("ddw-dynamic-vof", Firmware::Vof, "4G", &[&scratch], false).append("ddw-max=2G").run();
+    outcome
+        .expect_ok()
+        .expect_kv("selftest.status", "ok")
+        .expect_kv("pe.0.ddw", "dynamic")
+        .expect_kv("pe.0.ddw.limit", "ddw-max")
+        .expect_kv("pe.0.ddw.window_shift", "31")
+        .expect_kv("pe.0.ddw.tces", "0");
+    let trace = outcome.parsed_trace();
+    let creates = traced(&outcome, trace.ddw_creates());
+    let [create] = creates.as_slice() else {
+        outcome.fail(&format!("expected one ddw_create, got {creates:x?}"))
+    };
+    if create.window_size != 1 << 31 {
+        outcome.fail(&format!("QEMU created a {:#x}-byte window, not 2 GiB", create.window_size));
+    }
+    let liobn = outcome.require_hex("pe.0.ddw.liobn");
+    check_blk(&outcome, &scratch, Dma::DdwIommu { liobn });
+    let maps = outcome.require_u64("blk.0.maps");
+    let writes = writes_on(&outcome, &trace, liobn);
+    if writes.failed != 0 || writes.puts + writes.indirect_calls + writes.stuff_calls != 2 * maps {
+        outcome.fail(&format!(
+            "TCE hcalls on the DDW {liobn:#x}: {writes:?}; expected one write and one clear for each of the              {maps} buffers, none failing"
+        ));
+    }
+    let window = DDW_BUS_BASE..DDW_BUS_BASE + (1 << 31);
+    let puts = traced(&outcome, trace.pci_puts());
+    if let Some(bad) = puts.iter().find(|p| p.liobn == liobn && !window.contains(&p.ioba)) {
+        outcome.fail(&format!("a TCE put outside the DDW's 2 GiB: {bad:x?}"));
+    }
+    check_disk_after(&outcome, &scratch);
 }
 
 /// Test 5: one PE per PHB, each with its own DDW and disk.

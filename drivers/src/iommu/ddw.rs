@@ -32,7 +32,7 @@ use alloc::boxed::Box;
 
 use super::hcall::HcallError;
 use super::map::{clear_window, map_ram, MapError, MapStats, MultiTce};
-use super::plan::{plan_window, PlanError, WindowMode, WindowPlan};
+use super::plan::{plan_window_capped, PlanError, WindowMode, WindowPlan};
 use super::rtas::{
     retry_busy, CreateResponse, DdwRtas, Delay, PeAddress, QueryOutputs, QueryResponse, RtasError,
 };
@@ -68,6 +68,8 @@ pub struct PeRequest<'a> {
     pub default: Option<DefaultWindow>,
     /// When to take the single-window path.
     pub single_window: SingleWindowPath,
+    /// A cap on the window's size (log2 bytes), from the kernel's command line.
+    pub max_window_shift: Option<u32>,
     /// Bus ranges a dynamic window must never hand out (32-bit MMIO, MSI doorbells).
     pub iova_holes: &'a [(BusAddr, u64)],
 }
@@ -382,8 +384,9 @@ pub fn enable_ddw(
     let default = single_window_check(request, query)?;
     // Plan from this answer before giving anything up: the window must be possible and
     // worth the default window's place.
-    let plan = plan_window(&query, request.ram_end, request.device_mask_bits)
-        .map_err(|error| DdwError::Plan { query, error })?;
+    let plan =
+        plan_window_capped(&query, request.ram_end, request.device_mask_bits, request.max_window_shift)
+            .map_err(|error| DdwError::Plan { query, error })?;
     worth_it(request, &plan)?;
     if let Err(error) = clear_window(hv, &default, request.multi_tce) {
         return Err(DdwError::RemoveDefault { clear: Some(error), remove: None });
@@ -456,8 +459,9 @@ fn create_and_map(
     slot: u32,
 ) -> Result<Ddw, DdwError> {
     let outputs = request.query_outputs();
-    let plan = plan_window(&query, request.ram_end, request.device_mask_bits)
-        .map_err(|error| DdwError::Plan { query, error })?;
+    let plan =
+        plan_window_capped(&query, request.ram_end, request.device_mask_bits, request.max_window_shift)
+            .map_err(|error| DdwError::Plan { query, error })?;
     worth_it(request, &plan)?;
     let window = create_window(hv, delay, request.pe, &plan).map_err(DdwError::Create)?;
     // Next to the default window the new one must not share its bus addresses (QEMU puts it

@@ -117,6 +117,8 @@ pub struct PeSetUp<'a> {
     pub narrow_devices: u32,
     /// Bus ranges no window may hand out.
     pub iova_holes: Vec<(BusAddr, u64)>,
+    /// A cap on the DDW's size (log2 bytes), from `ddw-max=`.
+    pub max_window_shift: Option<u32>,
 }
 
 /// The nearest node at or above `device_path` (inside `phb`) carrying `ibm,dma-window`.
@@ -182,6 +184,7 @@ impl<'a> PeSetUp<'a> {
             platform,
             narrow_devices: narrow as u32,
             iova_holes: phb.iova_holes(),
+            max_window_shift: None,
         }
     }
 
@@ -220,6 +223,7 @@ impl<'a> PeSetUp<'a> {
             multi_tce: self.multi_tce,
             default,
             single_window,
+            max_window_shift: self.max_window_shift,
             iova_holes: &self.iova_holes,
         })
     }

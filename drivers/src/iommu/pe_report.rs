@@ -44,6 +44,7 @@ pub const fn limit_name(limit: WindowLimit) -> &'static str {
         WindowLimit::DeviceMask => "device-mask",
         WindowLimit::TceCount => "tce-count",
         WindowLimit::AddressSpace => "address-space",
+        WindowLimit::Policy => "ddw-max",
     }
 }
 

@@ -95,6 +95,8 @@ pub enum WindowLimit {
     TceCount,
     /// The 2^63-byte ceiling of this planner.
     AddressSpace,
+    /// A cap the kernel was given (`ddw-max=` on the command line).
+    Policy,
 }
 
 /// The window to ask `ibm,create-pe-dma-window` for.
@@ -165,6 +167,17 @@ pub fn plan_window(
     ram_end: u64,
     device_mask_bits: u32,
 ) -> Result<WindowPlan, PlanError> {
+    plan_window_capped(query, ram_end, device_mask_bits, None)
+}
+
+/// [`plan_window`] with the window also capped at `2^max_window_shift` bytes when given (a
+/// policy limit, as a small TCE budget would impose).
+pub fn plan_window_capped(
+    query: &QueryResponse,
+    ram_end: u64,
+    device_mask_bits: u32,
+    max_window_shift: Option<u32>,
+) -> Result<WindowPlan, PlanError> {
     let mask = query.page_size_mask;
     let page_shift = largest_page_shift(mask).ok_or(PlanError::NoPageSize { mask })?;
     if ram_end == 0 {
@@ -177,6 +190,7 @@ pub fn plan_window(
         (WindowLimit::DeviceMask, device_mask_bits),
         (WindowLimit::TceCount, page_shift + MAX_TCE_COUNT_SHIFT),
         (WindowLimit::AddressSpace, MAX_WINDOW_SHIFT),
+        (WindowLimit::Policy, max_window_shift.unwrap_or(u32::MAX)),
     ];
     let (limit, window_shift) =
         caps.into_iter()
@@ -274,6 +288,17 @@ mod tests {
         assert_eq!(
             (top.window_shift, top.limit, top.mode),
             (63, WindowLimit::AddressSpace, WindowMode::Dynamic)
+        );
+        // A policy cap: 2 GiB of RAM in a 256 MiB window.
+        let capped = plan_window_capped(&qemu_query(0x107), 2 * GIB, 64, Some(28)).unwrap();
+        assert_eq!(
+            (capped.window_shift, capped.mode, capped.limit),
+            (28, WindowMode::Dynamic, WindowLimit::Policy)
+        );
+        // A cap above what RAM needs changes nothing.
+        assert_eq!(
+            plan_window_capped(&qemu_query(0x107), 2 * GIB, 64, Some(40)),
+            plan_window(&qemu_query(0x107), 2 * GIB, 64)
         );
     }
 

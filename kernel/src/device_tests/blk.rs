@@ -133,9 +133,9 @@ fn drive(
     kv!(key("read_us"), "{us}");
     let tenths = (bytes * 10).checked_div(us).unwrap_or(0); // bytes/µs = MB/s
     kv!(key("read_mbps"), "{}.{}", tenths / 10, tenths % 10);
-    kv!(key("maps"), "{}", guard.maps());
     if !scratch {
         kv!(key("copy"), "skipped");
+        kv!(key("maps"), "{}", guard.maps());
         return Ok(());
     }
     let mut copied = 0;
@@ -149,5 +149,6 @@ fn drive(
     blk.flush().map_err(|e| format!("virtio-blk flush: {e}"))?;
     kv!(key("copy"), "done");
     kv!(key("copied_sectors"), "{copied}");
+    kv!(key("maps"), "{}", guard.maps());
     Ok(())
 }
