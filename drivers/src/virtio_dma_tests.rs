@@ -35,6 +35,7 @@ fn slot0_direct() -> PeDma {
         stats: MapStats::default(),
         ranges: 1,
         mapping: DdwMapping::Direct,
+        mmio_collision: None,
     };
     PeDma { default: None, ddw: Some(ddw) }
 }

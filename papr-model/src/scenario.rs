@@ -348,7 +348,9 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
 /// The window a TCE-mapped buffer of `mode` lives in.
 fn mode_liobn(mode: DmaMode) -> Option<Liobn> {
     match mode {
-        DmaMode::DdwIommu { liobn } | DmaMode::DefaultIommu { liobn } => Some(liobn),
+        DmaMode::DdwIommu { liobn } | DmaMode::DefaultIommu { liobn } | DmaMode::Hybrid { liobn, .. } => {
+            Some(liobn)
+        }
         DmaMode::Bypass | DmaMode::Direct { .. } => None,
     }
 }
@@ -452,6 +454,7 @@ fn exercise_device(
     let (phys, len) = (memory.phys, memory.len);
     let Some(mapping) = map_with_retry(model, pe, device, memory, log) else { return };
     let bus = mapping.bus_addr();
+    let revocable = mapping.revocable();
     if bus.get().checked_add(len - 1).is_none_or(|last| last > device.mask.highest()) {
         log.violations.push(format!("{bus} + {len:#x} is beyond the device's mask {:#x}", device.mask.0));
     }
@@ -474,7 +477,8 @@ fn exercise_device(
         Ok(memory) if memory.phys != phys => {
             log.violations.push(format!("unmap gave back {memory:?}, not {phys}"))
         }
-        Ok(_) if matches!(device.mode, DmaMode::Direct { .. }) => {}
+        // A direct mapping (or a hybrid window's direct part) stays reachable: it is RAM's.
+        Ok(_) if !revocable => {}
         Ok(_) => {
             for offset in [0, len - 1] {
                 if let Some(seen) = model.translate(BusAddr(bus.get() + offset)) {
@@ -585,7 +589,11 @@ fn unremoved_by(error: &DdwError) -> Option<Liobn> {
 /// Entries no mapping accounts for.
 fn stale_entries(scenario: &Scenario, outcome: &Outcome, lost: impl Fn(Liobn) -> bool) -> Vec<String> {
     let mut broken = Vec::new();
-    let direct = outcome.pe.ddw.as_ref().filter(|d| matches!(d.mapping, DdwMapping::Direct));
+    let direct = outcome
+        .pe
+        .ddw
+        .as_ref()
+        .filter(|d| matches!(d.mapping, DdwMapping::Direct | DdwMapping::Hybrid { .. }));
     for window in outcome.model.windows() {
         let kept: Vec<u64> = outcome
             .kept_mapped

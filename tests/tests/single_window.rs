@@ -104,3 +104,48 @@ fn a_failure_after_the_removal_resets_to_the_default_window() {
     }
     outcome.expect_scratch_disk(0, "disk0", &image);
 }
+
+/// With 4 GiB of RAM a slot-0 window at bus 0 would put RAM 2–4 GiB on the bus addresses of
+/// the PHB's 32-bit MMIO window: the kernel keeps the window per buffer, and no TCE QEMU sees
+/// written into it lies in [2 GiB, 4 GiB).
+#[test]
+fn a_slot_0_window_whose_ram_would_meet_mmio32_is_used_per_buffer() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let image = Arc::new(tests::disk::scratch_image(16 << 20, 0x5151_0003));
+    let outcome = qemu::Scenario::new("single-window-4g", qemu::Firmware::Vof)
+        .memory("4G")
+        .timeout(Duration::from_secs(240))
+        .trace(["spapr_iommu_pci_*", "spapr_iommu_ddw_*"])
+        .append("ddw=single")
+        .virtio_blk_image("disk0", None, Arc::clone(&image), true)
+        .run();
+    outcome
+        .expect_ok()
+        .expect_kv("selftest.status", "ok")
+        .expect_kv("pe.0.ddw", "dynamic")
+        .expect_kv("pe.0.ddw.slot", "0")
+        .expect_kv("pe.0.ddw.bus_base", "0x0")
+        .expect_kv("pe.0.ddw.mmio_collision", "0x80000000+0x80000000")
+        .expect_kv("pe.0.ddw.tces", "0")
+        .expect_kv("blk.0.dma", "ddw-iommu");
+    let trace = outcome.parsed_trace();
+    let creates = trace.ddw_creates().unwrap_or_else(|e| outcome.fail(&e));
+    let [create] = creates.as_slice() else {
+        outcome.fail(&format!("expected one create, got {creates:x?}"))
+    };
+    let mmio = 0x8000_0000..0x1_0000_0000;
+    let puts = trace.pci_puts().unwrap_or_else(|e| outcome.fail(&e));
+    let indirects = trace.pci_indirects().unwrap_or_else(|e| outcome.fail(&e));
+    let written: Vec<u64> = puts
+        .iter()
+        .filter(|p| p.liobn == create.liobn && p.tce != 0)
+        .map(|p| p.ioba)
+        .chain(indirects.iter().filter(|c| c.liobn == create.liobn).map(|c| c.ioba))
+        .collect();
+    if written.is_empty() || written.iter().any(|ioba| mmio.contains(ioba)) {
+        outcome
+            .fail(&format!("TCEs written in the slot-0 window: {written:x?}; expected some, none in MMIO32"));
+    }
+    outcome.expect_scratch_disk(0, "disk0", &image);
+}

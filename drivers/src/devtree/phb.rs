@@ -141,14 +141,15 @@ pub const QEMU_MSI_WINDOW: u64 = 0x400_0000_0000;
 pub const QEMU_MSI_WINDOW_SIZE: u64 = 0x10_0000;
 
 impl PhbInfo {
-    /// Bus ranges a DMA window's allocator must never hand out on this PHB: its 32-bit MMIO
-    /// windows (a window at bus 0 would alias them; Linux `enable_ddw` reserves them) and the
-    /// MSI doorbell.
+    /// Bus ranges a DMA window's allocator must never hand out on this PHB: its memory
+    /// windows, 32- and 64-bit (a window at bus 0 would alias MMIO32, Linux `enable_ddw`
+    /// reserves it; PowerVM may place MMIO inside a DDW's bus range, Linux v6.14 "IOMMU
+    /// incorrectly marks MMIO range in DDW"), and the MSI doorbell.
     pub fn iova_holes(&self) -> Vec<(BusAddr, u64)> {
         let mut holes: Vec<(BusAddr, u64)> = self
             .ranges
             .iter()
-            .filter(|r| r.space == PciSpace::Mem32)
+            .filter(|r| r.space.is_memory())
             .map(|r| (BusAddr(r.bus_addr), r.size))
             .collect();
         holes.push((BusAddr(QEMU_MSI_WINDOW), QEMU_MSI_WINDOW_SIZE));

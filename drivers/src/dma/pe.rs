@@ -36,6 +36,16 @@ pub enum DmaMode {
         /// The window's LIOBN (for the report).
         liobn: Liobn,
     },
+    /// Through a hybrid DDW: RAM below `direct_end` at physical + `offset`, anything above
+    /// it buffer by buffer in the window's upper part.
+    Hybrid {
+        /// The window's bus base.
+        offset: u64,
+        /// The window's LIOBN.
+        liobn: Liobn,
+        /// One past the last directly mapped physical address.
+        direct_end: u64,
+    },
     /// Buffer by buffer through a dynamic DDW.
     DdwIommu {
         /// The DDW's LIOBN.
@@ -54,6 +64,7 @@ impl DmaMode {
         match self {
             DmaMode::Bypass => "bypass",
             DmaMode::Direct { .. } => "direct",
+            DmaMode::Hybrid { .. } => "hybrid",
             DmaMode::DdwIommu { .. } => "ddw-iommu",
             DmaMode::DefaultIommu { .. } => "default-iommu",
         }
@@ -110,8 +121,10 @@ impl PeDma {
         }
         if let Some(ddw) = self.ddw.as_ref().filter(|ddw| ddw.window.fits_dma_mask(mask)) {
             let liobn = ddw.window.liobn();
+            let offset = ddw.window.bus_base().get();
             return Ok(match ddw.mapping {
-                DdwMapping::Direct => DmaMode::Direct { offset: ddw.window.bus_base().get(), liobn },
+                DdwMapping::Direct => DmaMode::Direct { offset, liobn },
+                DdwMapping::Hybrid { direct_end, .. } => DmaMode::Hybrid { offset, liobn, direct_end },
                 DdwMapping::Dynamic(_) => DmaMode::DdwIommu { liobn },
             });
         }
@@ -188,10 +201,14 @@ impl PeDma {
     /// The window a TCE-mapped buffer of `mode` lives in.
     pub(super) fn iova_window_for(&mut self, mode: DmaMode) -> Option<&mut IovaWindow> {
         match mode {
-            DmaMode::DdwIommu { liobn } => match self.ddw.as_mut().map(|ddw| &mut ddw.mapping) {
-                Some(DdwMapping::Dynamic(window)) if window.window().liobn() == liobn => Some(window),
-                _ => None,
-            },
+            DmaMode::DdwIommu { liobn } | DmaMode::Hybrid { liobn, .. } => {
+                let ddw = self.ddw.as_mut().filter(|ddw| ddw.window.liobn() == liobn)?;
+                match (&mut ddw.mapping, mode) {
+                    (DdwMapping::Dynamic(window), DmaMode::DdwIommu { .. })
+                    | (DdwMapping::Hybrid { upper: window, .. }, DmaMode::Hybrid { .. }) => Some(window),
+                    _ => None,
+                }
+            }
             DmaMode::DefaultIommu { liobn } => {
                 self.default.as_mut().filter(|window| window.window().liobn() == liobn)
             }
@@ -259,7 +276,20 @@ impl PeDma {
                 window.iova_for_phys(PhysAddr(last)).ok_or(out_of_reach)?;
                 Some(first.get())
             }
-            DmaMode::DdwIommu { .. } | DmaMode::DefaultIommu { .. } => None,
+            DmaMode::Hybrid { offset, liobn, direct_end } if last < direct_end => {
+                let window = self
+                    .ddw
+                    .as_ref()
+                    .filter(|ddw| {
+                        ddw.window.liobn() == liobn && matches!(ddw.mapping, DdwMapping::Hybrid { .. })
+                    })
+                    .map(|ddw| ddw.window)
+                    .ok_or(MapBufferError::NoWindow { mode })?;
+                let first = window.iova_for_phys(phys).ok_or(out_of_reach)?;
+                debug_assert_eq!(first.get(), offset + phys.get());
+                Some(first.get())
+            }
+            DmaMode::Hybrid { .. } | DmaMode::DdwIommu { .. } | DmaMode::DefaultIommu { .. } => None,
         };
         if let Some(bus) = fixed {
             if bus.checked_add(len - 1).is_none_or(|end| end > device.mask.highest()) {

@@ -32,7 +32,7 @@ use alloc::boxed::Box;
 
 use super::hcall::HcallError;
 use super::map::{clear_window, map_ram, MapError, MapStats, MultiTce};
-use super::plan::{plan_window_capped, PlanError, WindowMode, WindowPlan};
+use super::plan::{plan_window_for, PlanError, PlanFor, WindowMode, WindowPlan};
 use super::rtas::{
     retry_busy, CreateResponse, DdwRtas, Delay, PeAddress, QueryOutputs, QueryResponse, RtasError,
 };
@@ -165,6 +165,16 @@ pub fn restore_default(
 }
 
 impl PeRequest<'_> {
+    /// What the window is planned for.
+    pub fn plan_for(&self) -> PlanFor {
+        PlanFor {
+            ram_top: self.ram.iter().map(PhysRange::end).max().unwrap_or(0),
+            ram_end: self.ram_end,
+            device_mask_bits: self.device_mask_bits,
+            max_window_shift: self.max_window_shift,
+        }
+    }
+
     /// 6 outputs when the "64-bit query" extension says so, else 5.
     pub fn query_outputs(&self) -> QueryOutputs {
         if self.extensions.is_some_and(DdwExtensions::query_outputs_64bit) {
@@ -175,13 +185,40 @@ impl PeRequest<'_> {
     }
 }
 
-/// A created window: direct (all RAM mapped) or dynamic (mapped buffer by buffer).
+/// A created window: direct (all RAM mapped), dynamic (mapped buffer by buffer) or hybrid.
 #[derive(Debug)]
 pub enum DdwMapping {
     /// Bus address = bus base + physical address for all RAM.
     Direct,
     /// An IOVA allocator over the window.
     Dynamic(IovaWindow),
+    /// RAM below `direct_end` at bus base + physical address; above it, buffers through an
+    /// allocator over the window's upper part (its direct part reserved).
+    Hybrid {
+        /// One past the last directly mapped physical address.
+        direct_end: u64,
+        /// The allocator for the rest.
+        upper: IovaWindow,
+    },
+}
+
+impl DdwMapping {
+    /// The report's mode.
+    pub fn mode(&self) -> WindowMode {
+        match self {
+            DdwMapping::Direct => WindowMode::Direct,
+            DdwMapping::Dynamic(_) => WindowMode::Dynamic,
+            DdwMapping::Hybrid { direct_end, .. } => WindowMode::Hybrid { direct_end: *direct_end },
+        }
+    }
+
+    /// The allocator of the window's dynamically mapped part, if it has one.
+    pub fn iova_window_mut(&mut self) -> Option<&mut IovaWindow> {
+        match self {
+            DdwMapping::Direct => None,
+            DdwMapping::Dynamic(window) | DdwMapping::Hybrid { upper: window, .. } => Some(window),
+        }
+    }
 }
 
 /// A Dynamic DMA Window in place on a PE.
@@ -202,8 +239,11 @@ pub struct Ddw {
     pub stats: MapStats,
     /// RAM ranges mapped.
     pub ranges: usize,
-    /// Direct or dynamic.
+    /// Direct, dynamic or hybrid.
     pub mapping: DdwMapping,
+    /// Where RAM's bus addresses in the window would have met MMIO (the PHB's windows, the MSI
+    /// doorbell), which kept a planned direct window dynamic.
+    pub mmio_collision: Option<(BusAddr, u64)>,
 }
 
 /// What a created window is, for the report (a [`Ddw`] without its allocator).
@@ -223,25 +263,33 @@ pub struct DdwFacts {
     pub stats: MapStats,
     /// RAM ranges mapped.
     pub ranges: usize,
-    /// Direct or dynamic.
+    /// Direct, dynamic or hybrid.
     pub mode: WindowMode,
+    /// See [`Ddw::mmio_collision`].
+    pub mmio_collision: Option<(BusAddr, u64)>,
 }
 
 impl Ddw {
     /// The window's facts.
     pub fn facts(&self) -> DdwFacts {
-        let mode = match self.mapping {
-            DdwMapping::Direct => WindowMode::Direct,
-            DdwMapping::Dynamic(_) => WindowMode::Dynamic,
-        };
-        let Ddw { query, outputs, plan, window, slot, stats, ranges, .. } = *self;
-        DdwFacts { query, outputs, plan, window, slot, stats, ranges, mode }
+        let Ddw { query, outputs, plan, window, slot, stats, ranges, mmio_collision, .. } = *self;
+        DdwFacts {
+            query,
+            outputs,
+            plan,
+            window,
+            slot,
+            stats,
+            ranges,
+            mode: self.mapping.mode(),
+            mmio_collision,
+        }
     }
 
-    /// The bus-address offset of a direct window (`None` for a dynamic one).
+    /// The bus-address offset of a direct (or hybrid) window (`None` for a dynamic one).
     pub fn direct_offset(&self) -> Option<u64> {
         match self.mapping {
-            DdwMapping::Direct => Some(self.window.bus_base().get()),
+            DdwMapping::Direct | DdwMapping::Hybrid { .. } => Some(self.window.bus_base().get()),
             DdwMapping::Dynamic(_) => None,
         }
     }
@@ -385,8 +433,7 @@ pub fn enable_ddw(
     // Plan from this answer before giving anything up: the window must be possible and
     // worth the default window's place.
     let plan =
-        plan_window_capped(&query, request.ram_end, request.device_mask_bits, request.max_window_shift)
-            .map_err(|error| DdwError::Plan { query, error })?;
+        plan_window_for(&query, &request.plan_for()).map_err(|error| DdwError::Plan { query, error })?;
     worth_it(request, &plan)?;
     if let Err(error) = clear_window(hv, &default, request.multi_tce) {
         return Err(DdwError::RemoveDefault { clear: Some(error), remove: None });
@@ -460,8 +507,7 @@ fn create_and_map(
 ) -> Result<Ddw, DdwError> {
     let outputs = request.query_outputs();
     let plan =
-        plan_window_capped(&query, request.ram_end, request.device_mask_bits, request.max_window_shift)
-            .map_err(|error| DdwError::Plan { query, error })?;
+        plan_window_for(&query, &request.plan_for()).map_err(|error| DdwError::Plan { query, error })?;
     worth_it(request, &plan)?;
     let window = create_window(hv, delay, request.pe, &plan).map_err(DdwError::Create)?;
     // Next to the default window the new one must not share its bus addresses (QEMU puts it
@@ -472,14 +518,25 @@ fn create_and_map(
         let why = WindowError::Overlaps { other: default.window.liobn() };
         return Err(DdwError::Create(CreateError::BadResponse { response, why, removal }));
     }
-    let (stats, mapping) = match plan.mode {
-        WindowMode::Direct => match map_ram(hv, &window, request.ram, request.multi_tce) {
-            Ok(stats) => (stats, DdwMapping::Direct),
-            Err(error) => {
-                let removal = retry_busy(delay, || hv.remove(window.liobn())).err();
-                return Err(DdwError::Map { window, error, removal });
+    // RAM's bus addresses must not meet MMIO: a window where they would is used dynamically,
+    // its allocator keeping the MMIO out (real PHBs route such DMA to the BAR, not to RAM).
+    let collision = match plan.mode {
+        WindowMode::Direct | WindowMode::Hybrid { .. } => {
+            mmio_collision(&window, request.ram, request.iova_holes)
+        }
+        WindowMode::Dynamic => None,
+    };
+    let mode = if collision.is_some() { WindowMode::Dynamic } else { plan.mode };
+    let (stats, mapping) = match mode {
+        WindowMode::Direct | WindowMode::Hybrid { .. } => {
+            match map_ram(hv, &window, request.ram, request.multi_tce) {
+                Ok(stats) => (stats, direct_mapping(&window, mode, request)),
+                Err(error) => {
+                    let removal = retry_busy(delay, || hv.remove(window.liobn())).err();
+                    return Err(DdwError::Map { window, error, removal });
+                }
             }
-        },
+        }
         WindowMode::Dynamic => {
             let mut dynamic = IovaWindow::with_holes(window, request.multi_tce, request.iova_holes);
             // What the holes leave must still beat the default window.
@@ -494,8 +551,36 @@ fn create_and_map(
         }
     };
     let ranges = match mapping {
-        DdwMapping::Direct => request.ram.iter().filter(|r| r.size > 0).count(),
+        DdwMapping::Direct | DdwMapping::Hybrid { .. } => request.ram.iter().filter(|r| r.size > 0).count(),
         DdwMapping::Dynamic(_) => 0,
     };
-    Ok(Ddw { query: Some(query), outputs, plan, window, slot, stats, ranges, mapping })
+    let mmio_collision = collision;
+    Ok(Ddw { query: Some(query), outputs, plan, window, slot, stats, ranges, mapping, mmio_collision })
+}
+
+/// The mapping of a window whose RAM was just mapped directly: all of it, or (hybrid) RAM
+/// below `direct_end` with an allocator over the rest of the window.
+pub(crate) fn direct_mapping(window: &DmaWindow, mode: WindowMode, request: &PeRequest<'_>) -> DdwMapping {
+    match mode {
+        WindowMode::Hybrid { direct_end } => {
+            let mut upper = IovaWindow::with_holes(*window, request.multi_tce, request.iova_holes);
+            // The direct part is RAM's: the allocator hands out only what lies above it.
+            let _ = upper.allocator_mut().reserve(window.bus_base(), direct_end);
+            DdwMapping::Hybrid { direct_end, upper }
+        }
+        _ => DdwMapping::Direct,
+    }
+}
+
+/// The first place where RAM's bus addresses in `window` (bus base + physical) meet one of
+/// `holes`, as (bus address, length).
+fn mmio_collision(window: &DmaWindow, ram: &[PhysRange], holes: &[(BusAddr, u64)]) -> Option<(BusAddr, u64)> {
+    ram.iter().filter(|r| r.size > 0).find_map(|range| {
+        let start = window.bus_base().get().checked_add(range.base.get())?;
+        let end = start.checked_add(range.size)?;
+        holes.iter().find_map(|&(hole, len)| {
+            let (low, high) = (start.max(hole.get()), end.min(hole.get().saturating_add(len)));
+            (low < high).then_some((BusAddr(low), high - low))
+        })
+    })
 }

@@ -20,11 +20,12 @@
 use core::fmt;
 
 use super::ddw::{
-    enable_ddw, restore_default, twice, Ddw, DdwError, DdwFacts, DdwMapping, PeRequest, Restore,
+    direct_mapping, enable_ddw, restore_default, twice, Ddw, DdwError, DdwFacts, DdwMapping, PeRequest,
+    Restore,
 };
 use super::hcall::TceCalls;
 use super::iova_window::IovaWindow;
-use super::map::{clear_ram, clear_window, map_ram, MapError, MapStats};
+use super::map::{clear_from, clear_ram, clear_window, map_ram, MapError, MapStats};
 use super::plan::{WindowLimit, WindowMode, WindowPlan};
 use super::rtas::{retry_busy, DdwRtas, Delay, PeAddress, RtasError};
 use super::tce::{Tce, TcePermission};
@@ -40,8 +41,9 @@ pub struct Handover {
     pub window: DmaWindow,
     /// log2 of its size.
     pub window_shift: u32,
-    /// Whether all RAM is mapped in it at bus base + physical address.
-    pub direct: bool,
+    /// How it maps RAM: all of it at bus base + physical address (direct), none of it up
+    /// front (dynamic), or the RAM below a boundary (hybrid).
+    pub mode: WindowMode,
     /// Its table slot (0: it replaced the default window).
     pub slot: u32,
 }
@@ -53,7 +55,7 @@ impl Handover {
             pe,
             window: ddw.window,
             window_shift: ddw.plan.window_shift,
-            direct: matches!(ddw.mapping, DdwMapping::Direct),
+            mode: ddw.mapping.mode(),
             slot: ddw.slot,
         }
     }
@@ -199,11 +201,15 @@ pub fn take_over(
     // Whether or not the window still answers, it is cleared and removed (a window that is
     // gone fails both, and the reset below settles the PE). A direct window holds RAM's
     // entries only; a dynamic one may hold anything, so all of it is cleared.
-    let clear_error = match found.direct {
-        true => twice(|| clear_ram(hv, &window, request.ram, request.multi_tce).map(|_| ())).err(),
-        false => twice(|| clear_window(hv, &window, request.multi_tce).map(|_| ()))
-            .map_err(|error| MapError::Hcall { error, cleanup: None })
-            .err(),
+    let clear_error = match found.mode {
+        WindowMode::Direct => {
+            twice(|| clear_ram(hv, &window, request.ram, request.multi_tce).map(|_| ())).err()
+        }
+        WindowMode::Dynamic | WindowMode::Hybrid { .. } => {
+            twice(|| clear_window(hv, &window, request.multi_tce).map(|_| ()))
+                .map_err(|error| MapError::Hcall { error, cleanup: None })
+                .err()
+        }
     };
     let removal = match found.slot {
         0 => None,
@@ -253,27 +259,35 @@ fn reuse(
         Ok(query) => (Some(query), None),
         Err(error) => (None, Some(error)),
     };
-    let mode = if found.direct { WindowMode::Direct } else { WindowMode::Dynamic };
+    let mode = found.mode;
     let (page_shift, window_shift) = (window.page_shift(), found.window_shift);
     let plan = WindowPlan { page_shift, window_shift, mode, limit: WindowLimit::Ram };
-    let (checked, remapped, stats, mapping) = if found.direct {
-        let (checked, intact) = check_direct(hv, &window, request);
-        let stats = match intact {
-            true => MapStats::default(),
-            false => map_ram(hv, &window, request.ram, request.multi_tce)?,
-        };
-        (checked, !intact, stats, DdwMapping::Direct)
-    } else {
-        clear_window(hv, &window, request.multi_tce)
-            .map_err(|error| MapError::Hcall { error, cleanup: None })?;
-        let dynamic = IovaWindow::with_holes(window, request.multi_tce, request.iova_holes);
-        (0, false, MapStats::default(), DdwMapping::Dynamic(dynamic))
+    let hcall = |error| MapError::Hcall { error, cleanup: None };
+    let (checked, remapped, stats, mapping) = match mode {
+        WindowMode::Direct | WindowMode::Hybrid { .. } => {
+            // A hybrid window's dynamic part held the previous kernel's buffers: cleared.
+            if let WindowMode::Hybrid { direct_end } = mode {
+                clear_from(hv, &window, direct_end, request.multi_tce).map_err(hcall)?;
+            }
+            let (checked, intact) = check_direct(hv, &window, request);
+            let stats = match intact {
+                true => MapStats::default(),
+                false => map_ram(hv, &window, request.ram, request.multi_tce)?,
+            };
+            (checked, !intact, stats, direct_mapping(&window, mode, request))
+        }
+        WindowMode::Dynamic => {
+            clear_window(hv, &window, request.multi_tce).map_err(hcall)?;
+            let dynamic = IovaWindow::with_holes(window, request.multi_tce, request.iova_holes);
+            (0, false, MapStats::default(), DdwMapping::Dynamic(dynamic))
+        }
     };
     let ranges = match mapping {
-        DdwMapping::Direct => request.ram.iter().filter(|r| r.size > 0).count(),
+        DdwMapping::Direct | DdwMapping::Hybrid { .. } => request.ram.iter().filter(|r| r.size > 0).count(),
         DdwMapping::Dynamic(_) => 0,
     };
-    let ddw = Ddw { query, outputs, plan, window, slot: found.slot, stats, ranges, mapping };
+    let ddw =
+        Ddw { query, outputs, plan, window, slot: found.slot, stats, ranges, mapping, mmio_collision: None };
     Ok(TakeOver::Reused { ddw, checked, remapped, instead_of: None, query_error })
 }
 /// Checks that the default window the device tree describes answers H_GET_TCE; if it does not

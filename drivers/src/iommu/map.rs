@@ -301,6 +301,25 @@ pub fn clear_ram(
     Ok(stats)
 }
 
+/// Clears the entries of `window` from byte offset `from` (rounded down to a page) to its end,
+/// then `sync`s: a hybrid window's dynamic part.
+pub fn clear_from(
+    calls: &mut impl TceCalls,
+    window: &DmaWindow,
+    from: u64,
+    multi_tce: MultiTce,
+) -> Result<MapStats, HcallError> {
+    let mut stats = MapStats::default();
+    let first = (from >> window.page_shift()).min(window.tce_count());
+    if first < window.tce_count() {
+        let iova = BusAddr(window.bus_base().get() + (first << window.page_shift()));
+        let run = TceRun { iova, phys: PhysAddr(0), pages: window.tce_count() - first };
+        clear_run(calls, window, &run, multi_tce, &mut stats)?;
+    }
+    calls.sync();
+    Ok(stats)
+}
+
 /// Clears every entry of `window` (H_STUFF_TCE 0 in chunks of at most 512, or H_PUT_TCE 0
 /// each), e.g. before removing it; stops at the first failing call.
 pub fn clear_window(

@@ -165,6 +165,7 @@ fn ddw_lines(out: &mut Lines, ddw: &DdwFacts, (ticks, hz): (u64, u64)) {
     let mode = match ddw.mode {
         WindowMode::Direct => "direct",
         WindowMode::Dynamic => "dynamic",
+        WindowMode::Hybrid { .. } => "hybrid",
     };
     let w = &ddw.window;
     out.say(format!(
@@ -186,6 +187,17 @@ fn ddw_lines(out: &mut Lines, ddw: &DdwFacts, (ticks, hz): (u64, u64)) {
     out.kv("ddw.slot", format!("{}", ddw.slot));
     out.kv("ddw.limit", limit_name(ddw.plan.limit));
     out.kv("ddw.ranges", format!("{}", ddw.ranges));
+    if let WindowMode::Hybrid { direct_end } = ddw.mode {
+        out.kv("ddw.direct_end", format!("{direct_end:#x}"));
+    }
+    if let Some((bus, len)) = ddw.mmio_collision {
+        out.kv("ddw.mmio_collision", format!("{bus}+{len:#x}"));
+        out.say(format!(
+            "PE {}: RAM's bus addresses in the window would meet MMIO at {bus}+{len:#x}: the window is used \
+             per buffer, clear of it",
+            out.index
+        ));
+    }
     out.kv("ddw.tces", format!("{}", ddw.stats.tces));
     out.kv("ddw.indirect_calls", format!("{}", ddw.stats.indirect_calls));
     out.kv("ddw.put_calls", format!("{}", ddw.stats.put_calls));

@@ -80,6 +80,13 @@ pub enum WindowMode {
     Direct,
     /// The window is smaller than RAM: buffers are mapped on demand through an IOVA allocator.
     Dynamic,
+    /// The window covers the RAM present but not all memory may reach (hot-plug, persistent
+    /// memory): RAM below `direct_end` is mapped directly, anything above it on demand in the
+    /// window's upper part (Linux v6.11 "Split Dynamic DMA Window to be used in Hybrid mode").
+    Hybrid {
+        /// One past the last directly mapped physical address (window-page aligned).
+        direct_end: u64,
+    },
 }
 
 /// What decided the window size.
@@ -170,6 +177,19 @@ pub fn plan_window(
     plan_window_capped(query, ram_end, device_mask_bits, None)
 }
 
+/// What a window is planned for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanFor {
+    /// One past the highest address of the RAM present now.
+    pub ram_top: u64,
+    /// One past the highest address RAM may ever occupy (hot-plug included).
+    pub ram_end: u64,
+    /// Address bits of the devices the window is for.
+    pub device_mask_bits: u32,
+    /// A cap on the window (log2 bytes), from policy.
+    pub max_window_shift: Option<u32>,
+}
+
 /// [`plan_window`] with the window also capped at `2^max_window_shift` bytes when given (a
 /// policy limit, as a small TCE budget would impose).
 pub fn plan_window_capped(
@@ -178,6 +198,14 @@ pub fn plan_window_capped(
     device_mask_bits: u32,
     max_window_shift: Option<u32>,
 ) -> Result<WindowPlan, PlanError> {
+    plan_window_for(query, &PlanFor { ram_top: ram_end, ram_end, device_mask_bits, max_window_shift })
+}
+
+/// Plans a window for `what`: direct when it covers `ram_end`; hybrid when it covers the RAM
+/// present (`ram_top`) with room above it; dynamic otherwise.
+pub fn plan_window_for(query: &QueryResponse, what: &PlanFor) -> Result<WindowPlan, PlanError> {
+    let PlanFor { ram_top, ram_end, device_mask_bits, max_window_shift } = *what;
+    let ram_top = ram_top.min(ram_end);
     let mask = query.page_size_mask;
     let page_shift = largest_page_shift(mask).ok_or(PlanError::NoPageSize { mask })?;
     if ram_end == 0 {
@@ -198,7 +226,15 @@ pub fn plan_window_capped(
     if window_shift < page_shift {
         return Err(PlanError::WindowSmallerThanPage { page_shift, window_shift, limit });
     }
-    let mode = if window_shift >= wanted_shift { WindowMode::Direct } else { WindowMode::Dynamic };
+    let window_size = 1u64.checked_shl(window_shift).unwrap_or(u64::MAX);
+    let direct_end = ram_top.checked_next_multiple_of(1 << page_shift).unwrap_or(u64::MAX);
+    let mode = if window_shift >= wanted_shift {
+        WindowMode::Direct
+    } else if ram_top > 0 && direct_end < window_size {
+        WindowMode::Hybrid { direct_end }
+    } else {
+        WindowMode::Dynamic
+    };
     Ok(WindowPlan { page_shift, window_shift, mode, limit })
 }
 
@@ -295,6 +331,14 @@ mod tests {
             (capped.window_shift, capped.mode, capped.limit),
             (28, WindowMode::Dynamic, WindowLimit::Policy)
         );
+        // The cap covers the 2 GiB present but not the 64 GiB hot-plug maximum: hybrid.
+        let what =
+            PlanFor { ram_top: 2 * GIB, ram_end: 64 * GIB, device_mask_bits: 64, max_window_shift: Some(33) };
+        let hybrid = plan_window_for(&qemu_query(0x107), &what).unwrap();
+        assert_eq!((hybrid.window_shift, hybrid.mode), (33, WindowMode::Hybrid { direct_end: 2 * GIB }));
+        // Present RAM fills the whole capped window: no room above it, dynamic.
+        let full = PlanFor { ram_top: 8 * GIB, ..what };
+        assert_eq!(plan_window_for(&qemu_query(0x107), &full).unwrap().mode, WindowMode::Dynamic);
         // A cap above what RAM needs changes nothing.
         assert_eq!(
             plan_window_capped(&qemu_query(0x107), 2 * GIB, 64, Some(40)),

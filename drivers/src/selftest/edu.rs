@@ -228,6 +228,7 @@ mod tests {
             stats: MapStats::default(),
             ranges: 1,
             mapping: DdwMapping::Direct,
+            mmio_collision: None,
         }
     }
 

@@ -86,6 +86,10 @@ fn report_mode(key: &dyn Fn(&str) -> String, mode: DmaMode, bits: u32) {
     kv!(key("dma"), "{}", mode.name());
     match mode {
         DmaMode::Direct { offset, .. } => kv!(key("dma_offset"), "{offset:#x}"),
+        DmaMode::Hybrid { offset, liobn, .. } => {
+            kv!(key("dma_offset"), "{offset:#x}");
+            kv!(key("dma_liobn"), "{liobn}");
+        }
         DmaMode::DdwIommu { liobn } | DmaMode::DefaultIommu { liobn } => kv!(key("dma_liobn"), "{liobn}"),
         DmaMode::Bypass => {}
     }

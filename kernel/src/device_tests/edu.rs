@@ -87,7 +87,9 @@ pub fn run(
         DeviceHandle::new(&pe.state, EDU.dma_mask(), DmaTranslation::Iommu).map_err(|e| e.to_string())?;
     let mode = device.dma().mode;
     kv!(key("dma"), "{}", mode.name());
-    if let DmaMode::DefaultIommu { liobn } | DmaMode::DdwIommu { liobn } = mode {
+    if let DmaMode::DefaultIommu { liobn } | DmaMode::DdwIommu { liobn } | DmaMode::Hybrid { liobn, .. } =
+        mode
+    {
         kv!(key("dma_liobn"), "{liobn}");
     }
     kv!(key("dma_mask_bits"), "{}", EDU.dma_mask_bits);
