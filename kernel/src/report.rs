@@ -38,6 +38,9 @@ pub fn platform(platform: &Platform) {
         println!("  memory {:#014x}..{:#014x} ({} MiB)", range.base.0, range.end(), range.size >> 20);
         kv!(alloc::format!("mem.range.{i}"), "{:#x}+{:#x}", range.base.0, range.size);
     }
+    for (i, range) in platform.lmb_memory.iter().enumerate() {
+        kv!(alloc::format!("mem.lmb.{i}"), "{:#x}+{:#x}", range.base.0, range.size);
+    }
     kv!("mem.total", "{:#x}", platform.total_ram());
     kv!("mem.max_addr", "{:#x}", platform.max_ram_addr());
     match &platform.hotplug {

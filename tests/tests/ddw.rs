@@ -758,6 +758,44 @@ fn a_ddw_capped_below_ram_is_used_per_buffer() {
     check_disk_after(&outcome, &scratch);
 }
 
+/// A DIMM present at boot (`pc-dimm`, described only by the LMBs `ibm,dynamic-memory-v2`
+/// flags as assigned) is RAM: it is mapped into the direct window together with the boot RAM it
+/// adjoins (one span, one call), a test buffer is placed in it and read through; the
+/// unassigned hot-plug room above it is covered by the window but never mapped.
+#[test]
+fn a_dimm_present_at_boot_is_mapped_and_hotplug_room_is_not() {
+    let scratch = TestDisk::scratch("disk0", None, 16 * MIB, 0x5eed_0009, 0);
+    let outcome = scenario("ddw-dimm-vof", Firmware::Vof, "2G,maxmem=4G,slots=2", &[&scratch], false)
+        .args(["-object", "memory-backend-ram,id=mem1,size=1G", "-device", "pc-dimm,id=dimm1,memdev=mem1"])
+        .run();
+    outcome
+        .expect_ok()
+        .expect_kv("selftest.status", "ok")
+        .expect_kv("mem.hotplug_source", "DynamicMemoryV2")
+        .expect_kv("mem.range.0", "0x0+0xc0000000")
+        .expect_kv("mem.lmb.0", "0x80000000+0x40000000")
+        .expect_kv("pe.0.ddw.tces", "192")
+        .expect_kv("pe.0.ddw.indirect_calls", "1");
+    let hotplug_max = outcome.require_hex("mem.hotplug_max");
+    if hotplug_max != 4 * GIB {
+        outcome.fail(&format!("mem.hotplug_max={hotplug_max:#x}, QEMU was given maxmem=4G"));
+    }
+    let trace = outcome.parsed_trace();
+    let ddw = check_direct_ddw(&outcome, &trace, 0, 24, PAGE_SIZES_DEFAULT);
+    // Every TCE written on the DDW maps RAM below 3 GiB: none for the hot-plug room.
+    let indirect = traced(&outcome, trace.pci_indirects());
+    let on_ddw: Vec<_> = indirect.iter().filter(|c| c.liobn == ddw.liobn).collect();
+    let covered = on_ddw.iter().map(|c| c.ioba - ddw.bus_base + (c.last_index + 1) * (16 << 20)).max();
+    if on_ddw.len() != 1 || covered != Some(3 * GIB) {
+        outcome.fail(&format!("expected one call mapping [0, 3 GiB) on the DDW, got {on_ddw:x?}"));
+    }
+    let (_, buffers) = check_blk(&outcome, &scratch, Dma::Direct { offset: ddw.bus_base });
+    if !buffers.iter().any(|&b| (2 * GIB..3 * GIB).contains(&b)) {
+        outcome.fail(&format!("no read buffer in the DIMM [2 GiB, 3 GiB): {buffers:x?}"));
+    }
+    check_disk_after(&outcome, &scratch);
+}
+
 /// Test 5: one PE per PHB, each with its own DDW and disk.
 #[test]
 fn two_phbs_get_a_ddw_each() {

@@ -10,8 +10,10 @@
 //! `/rtas/ibm,lrdr-capacity` = `<max-addr hi, lo, lmb-size hi, lo, max-cpus>`, where QEMU
 //! `spapr_dt_rtas` puts the end of device memory, or 0 when the machine has none.
 
+use alloc::vec::Vec;
 use fdt::Fdt;
 
+use crate::addr::{PhysAddr, PhysRange};
 use crate::devtree::cells::{self, CellReader};
 use crate::devtree::error::DtError;
 
@@ -75,37 +77,73 @@ fn drconf_entries<'a>(prop: &'static str, bytes: &'a [u8]) -> Result<(u32, CellR
     Ok((count, reader))
 }
 
+/// LMB flag: the LMB is assigned to this partition (Linux `DRCONF_MEM_ASSIGNED`, QEMU
+/// `SPAPR_LMB_FLAGS_ASSIGNED`).
+pub const LMB_ASSIGNED: u32 = 0x8;
+/// LMB flag: the DRC index is not valid (QEMU `SPAPR_LMB_FLAGS_DRC_INVALID`).
+pub const LMB_DRC_INVALID: u32 = 0x20;
+/// LMB flag: reserved, not usable (Linux `DRCONF_MEM_RESERVED`).
+pub const LMB_RESERVED: u32 = 0x80;
+
+/// One drconf entry: `lmbs` consecutive LMBs from `base`, with `flags`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LmbRun {
+    base: u64,
+    end: u64,
+    flags: u32,
+}
+
+/// The entries of `ibm,dynamic-memory` (v1: one LMB each) or `ibm,dynamic-memory-v2` (a run
+/// of LMBs each).
+fn lmb_runs(prop: &'static str, bytes: &[u8], lmb_size: u64) -> Result<Vec<LmbRun>, DtError> {
+    let v2 = prop == "ibm,dynamic-memory-v2";
+    let (count, mut reader) = drconf_entries(prop, bytes)?;
+    let mut runs = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let lmbs = if v2 { reader.read_u32()? } else { 1 };
+        let base = reader.read_u64()?;
+        // v1: drc-index, reserved, assoc-index; v2: drc-index, assoc-index.
+        reader.skip_cells(if v2 { 2 } else { 3 })?;
+        let flags = reader.read_u32()?;
+        let end = lmb_size
+            .checked_mul(u64::from(lmbs))
+            .and_then(|len| base.checked_add(len))
+            .ok_or(DtError::BadValue { prop, why: "LMB run runs past 2^64" })?;
+        runs.push(LmbRun { base, end, flags });
+    }
+    Ok(runs)
+}
+
 /// The end of the highest LMB listed in `ibm,dynamic-memory` (v1), or `None` if it lists none.
 pub fn dynamic_memory_v1_end(bytes: &[u8], lmb_size: u64) -> Result<Option<u64>, DtError> {
-    const PROP: &str = "ibm,dynamic-memory";
-    let (count, mut reader) = drconf_entries(PROP, bytes)?;
-    let mut highest = None;
-    for _ in 0..count {
-        let base = reader.read_u64()?;
-        reader.skip_cells(4)?; // drc-index, reserved, assoc-index, flags
-        let end =
-            base.checked_add(lmb_size).ok_or(DtError::BadValue { prop: PROP, why: "LMB runs past 2^64" })?;
-        highest = highest.max(Some(end));
-    }
-    Ok(highest)
+    Ok(lmb_runs("ibm,dynamic-memory", bytes, lmb_size)?.iter().map(|r| r.end).max())
 }
 
 /// The end of the highest LMB run listed in `ibm,dynamic-memory-v2`, or `None` if it lists none.
 pub fn dynamic_memory_v2_end(bytes: &[u8], lmb_size: u64) -> Result<Option<u64>, DtError> {
-    const PROP: &str = "ibm,dynamic-memory-v2";
-    let (count, mut reader) = drconf_entries(PROP, bytes)?;
-    let mut highest = None;
-    for _ in 0..count {
-        let lmbs = reader.read_u32()?;
-        let base = reader.read_u64()?;
-        reader.skip_cells(3)?; // drc-index, assoc-index, flags
-        let end = lmb_size
-            .checked_mul(u64::from(lmbs))
-            .and_then(|len| base.checked_add(len))
-            .ok_or(DtError::BadValue { prop: PROP, why: "LMB run runs past 2^64" })?;
-        highest = highest.max(Some(end));
-    }
-    Ok(highest)
+    Ok(lmb_runs("ibm,dynamic-memory-v2", bytes, lmb_size)?.iter().map(|r| r.end).max())
+}
+
+/// The RAM the drconf node says is assigned to this partition now: LMBs flagged assigned and
+/// neither reserved nor without a DRC (Linux `early_init_drmem_lmb` adds exactly these), as
+/// ranges in address order. Unassigned LMBs are hot-plug room, never RAM to map.
+pub fn assigned_lmbs(fdt: &Fdt<'_>) -> Result<Vec<PhysRange>, DtError> {
+    let Some(node) = fdt.find_node(DRCONF_PATH) else { return Ok(Vec::new()) };
+    let Some(lmb_bytes) = cells::prop(node, "ibm,lmb-size") else { return Ok(Vec::new()) };
+    let lmb_size = parse_lmb_size(lmb_bytes)?;
+    let runs = match (cells::prop(node, "ibm,dynamic-memory-v2"), cells::prop(node, "ibm,dynamic-memory")) {
+        (Some(v2), _) => lmb_runs("ibm,dynamic-memory-v2", v2, lmb_size)?,
+        (None, Some(v1)) => lmb_runs("ibm,dynamic-memory", v1, lmb_size)?,
+        (None, None) => return Ok(Vec::new()),
+    };
+    let mut ranges: Vec<PhysRange> = runs
+        .iter()
+        .filter(|r| r.flags & LMB_ASSIGNED != 0 && r.flags & (LMB_RESERVED | LMB_DRC_INVALID) == 0)
+        .filter(|r| r.end > r.base)
+        .map(|r| PhysRange { base: PhysAddr(r.base), size: r.end - r.base })
+        .collect();
+    ranges.sort_unstable_by_key(|r| r.base);
+    Ok(ranges)
 }
 
 /// Parses `ibm,lrdr-capacity` (exactly 5 cells). `None` when max-addr is 0 (no device memory).
@@ -153,7 +191,6 @@ pub fn hotplug_memory(fdt: &Fdt<'_>) -> Result<Option<HotplugMemory>, DtError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec::Vec;
 
     fn be(cells: &[u32]) -> Vec<u8> {
         cells.iter().flat_map(|c| c.to_be_bytes()).collect()
@@ -165,6 +202,55 @@ mod tests {
         assert!(parse_lmb_size(&be(&[0x1000_0000])).is_err());
         assert!(parse_lmb_size(&be(&[0, 0, 0])).is_err());
         assert!(parse_lmb_size(&be(&[0, 0])).is_err());
+    }
+
+    #[test]
+    fn only_assigned_lmbs_are_ram() {
+        use crate::devtree::writer::FdtWriter;
+        let lmb = 0x1000_0000u32;
+        // v2, as QEMU 7.2 writes it for 2 GiB of boot RAM and one 512 MiB DIMM of 2 GiB
+        // possible: boot RAM reserved, the DIMM assigned, a gap and the tail free.
+        let v2 = be(&[
+            4, //
+            8,
+            0,
+            0,
+            0,
+            0xffff_ffff,
+            LMB_RESERVED | LMB_DRC_INVALID, // [0, 2 GiB)
+            2,
+            0,
+            0x8000_0000,
+            0x8000_0008,
+            0,
+            LMB_ASSIGNED | 0x100, // [2, 2.5 GiB)
+            1,
+            0,
+            0xa000_0000,
+            0x8000_000a,
+            0xffff_ffff,
+            0, // [2.5, 2.75 GiB)
+            5,
+            0,
+            0xb000_0000,
+            0x8000_000b,
+            0xffff_ffff,
+            0, // [2.75, 4 GiB)
+        ]);
+        let mut w = FdtWriter::new();
+        w.begin_node("").unwrap();
+        w.begin_node("ibm,dynamic-reconfiguration-memory").unwrap();
+        w.property_cells("ibm,lmb-size", &[0, lmb]).unwrap();
+        w.property("ibm,dynamic-memory-v2", &v2).unwrap();
+        w.end_node().unwrap();
+        w.end_node().unwrap();
+        let blob = w.finish(0).unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(
+            assigned_lmbs(&fdt),
+            Ok(vec![PhysRange { base: PhysAddr(0x8000_0000), size: 0x2000_0000 }])
+        );
+        assert_eq!(hotplug_memory(&fdt).unwrap().map(|h| h.max_addr), Some(0x1_0000_0000));
     }
 
     #[test]

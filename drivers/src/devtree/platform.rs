@@ -21,7 +21,7 @@ use fdt::Fdt;
 use crate::addr::PhysRange;
 use crate::devtree::cells::{self, be_u32, single_string, string_list};
 use crate::devtree::cpu::{cpu_info, CpuInfo};
-use crate::devtree::hotplug::{hotplug_memory, HotplugMemory};
+use crate::devtree::hotplug::{assigned_lmbs, hotplug_memory, HotplugMemory, DRCONF_PATH};
 use crate::devtree::memory::memory_ranges_skipping_bad;
 use crate::devtree::phb::{phbs, PhbInfo};
 use crate::devtree::rtas::{rtas_info, RtasInfo};
@@ -32,8 +32,11 @@ use crate::iommu::map::MultiTce;
 pub struct Platform {
     /// CPU summary (default when `/cpus` is unreadable).
     pub cpus: CpuInfo,
-    /// Boot RAM ranges, sorted, disjoint, non-empty.
+    /// RAM present, sorted, disjoint, non-empty: the memory nodes and the LMBs the
+    /// dynamic-reconfiguration node says are assigned (a DIMM present at boot).
     pub memory: Vec<PhysRange>,
+    /// The part of `memory` that came from assigned LMBs.
+    pub lmb_memory: Vec<PhysRange>,
     /// How far memory may grow by hot-plug, if described.
     pub hotplug: Option<HotplugMemory>,
     /// `/rtas`, if present and readable.
@@ -56,7 +59,12 @@ impl Platform {
             problems.push(format!("/cpus: {err}; CPU information left out"));
             CpuInfo::default()
         });
-        let memory = memory_ranges_skipping_bad(fdt, &mut problems);
+        let mut memory = memory_ranges_skipping_bad(fdt, &mut problems);
+        let lmb_memory = assigned_lmbs(fdt).unwrap_or_else(|err| {
+            problems.push(format!("{DRCONF_PATH}: {err}; its LMBs are not used as RAM"));
+            Vec::new()
+        });
+        memory = merge_ranges(memory.into_iter().chain(lmb_memory.iter().copied()));
         let hotplug = hotplug_memory(fdt).unwrap_or_else(|err| {
             problems.push(format!("hot-plug memory: {err}; left out"));
             None
@@ -68,7 +76,7 @@ impl Platform {
         let phbs = phbs(fdt, &mut problems);
         let vterm = console_vterm(fdt, &mut problems);
         let bootargs = bootargs(fdt, &mut problems);
-        Platform { cpus, memory, hotplug, rtas, phbs, vterm, bootargs, problems }
+        Platform { cpus, memory, lmb_memory, hotplug, rtas, phbs, vterm, bootargs, problems }
     }
 
     /// One past the highest boot RAM address (0 with no RAM).
@@ -101,6 +109,22 @@ impl Platform {
     pub fn phb(&self, buid: u64) -> Option<&PhbInfo> {
         self.phbs.iter().find(|p| p.buid == buid)
     }
+}
+
+/// `ranges` sorted, with overlapping or touching ones merged and empty ones dropped.
+pub fn merge_ranges(ranges: impl IntoIterator<Item = PhysRange>) -> Vec<PhysRange> {
+    let mut sorted: Vec<PhysRange> = ranges.into_iter().filter(|r| r.size > 0).collect();
+    sorted.sort_unstable_by_key(|r| r.base);
+    let mut merged: Vec<PhysRange> = Vec::with_capacity(sorted.len());
+    for range in sorted {
+        match merged.last_mut() {
+            Some(last) if range.base.get() <= last.end() => {
+                last.size = last.end().max(range.end()) - last.base.get();
+            }
+            _ => merged.push(range),
+        }
+    }
+    merged
 }
 
 /// True for a `/vdevice` child that is a virtual terminal.

@@ -12,6 +12,10 @@
 //! - OV5 byte 26 bit 1 (0x40): guest translation shootdown enable (GTSE).
 //! - OV5 byte 6 bit 7 (0x01): HPT resizing supported; without it a hash guest's CAS makes
 //!   QEMU reallocate the hashed page table for the maximum memory size.
+//! - OV5 byte 2 bit 2 (0x20): dynamic reconfiguration memory — QEMU then describes memory
+//!   beyond the boot RAM (DIMMs, hot-plug room) in `/ibm,dynamic-reconfiguration-memory`;
+//!   byte 22 bit 0 (0x80): its `ibm,dynamic-memory-v2` form (QEMU `OV5_DRCONF_MEMORY`,
+//!   `OV5_DRMEM_V2`; Linux prom_init asks for both).
 //! - OV5 byte 23: interrupt controller; 0 asks for legacy XICS, which QEMU 7.2's default
 //!   `ic-mode=dual` offers (the kernel polls and takes no external interrupts).
 //!
@@ -57,6 +61,8 @@ pub fn cas_buffer(mmu: CasMmu) -> Vec<u8> {
         buf.extend_from_slice(&[0, 0]); // OV2..OV4: length 1 (stored as 0), one zero byte
     }
     let mut ov5 = [0u8; OV5_BYTES];
+    ov5[2 - 1] = 0x20;
+    ov5[22 - 1] = 0x80;
     if radix {
         ov5[24 - 1] = 0x40;
         ov5[26 - 1] = 0x40;
@@ -114,6 +120,7 @@ mod tests {
         assert_eq!(ov5[23] & 0x80, 0, "never both MMUs");
         assert_eq!(ov5[22], 0, "legacy XICS");
         assert_eq!(vector(&buf, 2), &[0]);
+        assert_eq!((ov5[1], ov5[21]), (0x20, 0x80), "dynamic reconfiguration memory, v2");
     }
 
     #[test]
