@@ -14,6 +14,7 @@ use drivers::iommu::pe_report::{pe_lines, Line};
 use drivers::iommu::plan::floor_log2;
 use drivers::iommu::rtas::{BusyWait, Delay};
 use drivers::iommu::{PeSetUp, Start};
+use drivers::pci::stop_dma;
 
 use crate::boundary::hypervisor::{set_up_pe, CreateFault};
 use crate::boundary::rtas::Firmware;
@@ -96,5 +97,22 @@ fn set_up_one(
             Line::Say(text) => println!("  {text}"),
         }
     }
+    let has_window = state.lock().dma().has_window();
     phb.pe = Some(Pe { address: setup.ddw.ok(), state });
+    if !has_window {
+        stop_devices(phb);
+    }
+}
+
+/// A PE left without any DMA window: every function on it stops DMA (Bus Master off).
+fn stop_devices(phb: &mut Phb<'_>) {
+    let index = phb.index;
+    let Some(cfg) = phb.cfg.as_mut() else { return };
+    for function in &mut phb.functions {
+        match stop_dma(cfg, function) {
+            Ok(()) => kv!(format!("pe.{index}.stopped"), "{}", function.bdf),
+            Err(error) => kv!(format!("pe.{index}.stop_error"), "{}: {error}", function.bdf),
+        }
+    }
+    println!("  PE {index}: no DMA window: its devices' bus mastering is off");
 }

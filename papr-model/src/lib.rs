@@ -125,6 +125,8 @@ impl Profile {
                 window_base: WindowBase::Qemu,
                 reset_keeps_entries: false,
                 guest_ram_end: None,
+                restores_default_on_last_remove: true,
+                create_slot: SlotChoice::FirstFree,
             },
             Profile::KvmHv => ModelConfig { guest_ram_end: Some(KVM_GUEST_RAM), ..Profile::Qemu72.config() },
             Profile::PowervmVf => ModelConfig {
@@ -137,6 +139,8 @@ impl Profile {
                 window_base: WindowBase::Fixed(DMA64_WINDOW_BASE),
                 reset_keeps_entries: true,
                 guest_ram_end: None,
+                restores_default_on_last_remove: false,
+                create_slot: SlotChoice::FirstFree,
             },
         }
     }
@@ -174,6 +178,23 @@ pub struct ModelConfig {
     /// in guest memory, i.e. below this address; `None`: not checked (QEMU stores TCEs
     /// verbatim).
     pub guest_ram_end: Option<u64>,
+    /// QEMU ≥ 7.1 ("spapr/ddw: Reset DMA when the last non-default window is removed"): when
+    /// a window other than slot 0's is removed and none is left, the default window comes back
+    /// (fresh). Slot 0's table keeps its "default" flag even when a DDW reuses it, so removing
+    /// a DDW in slot 0 does not (the flag is never cleared in QEMU's code).
+    pub restores_default_on_last_remove: bool,
+    /// Which free table slot a create takes (QEMU walks its tables in an order it does not
+    /// define).
+    pub create_slot: SlotChoice,
+}
+
+/// Which free table slot a create takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotChoice {
+    /// The lowest.
+    FirstFree,
+    /// The highest.
+    LastFree,
 }
 
 impl Default for ModelConfig {

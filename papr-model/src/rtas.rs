@@ -61,7 +61,11 @@ impl HypervisorModel {
             WindowBase::Qemu => DMA64_WINDOW_BASE,
             WindowBase::Fixed(base) => base,
         };
-        let slot = self.windows.iter().position(Option::is_none).ok_or(RTAS_HARDWARE_ERROR)?;
+        let slot = match self.config.create_slot {
+            super::SlotChoice::FirstFree => self.windows.iter().position(Option::is_none),
+            super::SlotChoice::LastFree => self.windows.iter().rposition(Option::is_none),
+        };
+        let slot = slot.ok_or(RTAS_HARDWARE_ERROR)?;
         let window = ModelWindow::new(slot as u32, bus_base, page_shift, tce_count, &self.config);
         let liobn = window.liobn;
         self.windows[slot] = Some(window);
@@ -102,15 +106,21 @@ impl DdwRtas for HypervisorModel {
     fn remove(&mut self, liobn: Liobn) -> Result<(), RtasError> {
         self.rtas_call(DdwCall::Remove { liobn }, |model| {
             let slot = model.windows.iter_mut().find(|slot| slot.as_ref().is_some_and(|w| w.liobn == liobn));
-            match slot {
-                Some(slot) => {
-                    if let Some(window) = slot.take().filter(|w| w.liobn == super::model_liobn(0)) {
-                        model.retained = window.tces;
-                    }
-                    Ok(())
-                }
-                None => Err(RTAS_PARAMETER_ERROR),
+            let removed = match slot {
+                Some(slot) => slot.take(),
+                None => return Err(RTAS_PARAMETER_ERROR),
+            };
+            let was_default_slot = removed.as_ref().is_some_and(|w| w.liobn == super::model_liobn(0));
+            if let Some(window) = removed.filter(|_| was_default_slot) {
+                model.retained = window.tces;
             }
+            if model.config.restores_default_on_last_remove
+                && !was_default_slot
+                && model.active_windows() == 0
+            {
+                model.windows[0] = Some(ModelWindow::default_window(&model.config));
+            }
+            Ok(())
         })
     }
 

@@ -11,7 +11,7 @@ use drivers::devtree::dma_window::DdwExtensions;
 use drivers::iommu::handover::WarmPolicy;
 use drivers::iommu::MultiTce;
 use papr_model::scenario::{check, run, Scenario, Strictness};
-use papr_model::{ModelConfig, StuffLimit, WindowBase, MODEL_BUID};
+use papr_model::{ModelConfig, SlotChoice, StuffLimit, WindowBase, MODEL_BUID};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use proptest::collection::vec;
@@ -45,9 +45,10 @@ fn config() -> impl Strategy<Value = ModelConfig> {
         20u32..=25,
         proptest::option::of(prop_oneof![1u64..64, 64u64..1 << 20, any::<u64>()]),
         prop_oneof![Just(WindowBase::Qemu), Just(WindowBase::Fixed(1 << 59)), Just(WindowBase::Fixed(0))],
-        any::<bool>(),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
     )
-        .prop_map(|(mask, stuff_limit, max_windows, default_shift, tce_budget, window_base, keep)| {
+        .prop_map(|(mask, stuff_limit, max_windows, default_shift, tce_budget, window_base, flags)| {
+            let (keep, restores, last_slot) = flags;
             ModelConfig {
                 buid: MODEL_BUID,
                 page_size_mask: mask,
@@ -58,6 +59,8 @@ fn config() -> impl Strategy<Value = ModelConfig> {
                 window_base,
                 reset_keeps_entries: keep,
                 guest_ram_end: None,
+                restores_default_on_last_remove: restores,
+                create_slot: if last_slot { SlotChoice::LastFree } else { SlotChoice::FirstFree },
             }
         })
 }

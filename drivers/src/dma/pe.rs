@@ -193,6 +193,11 @@ impl PeDma {
         }
     }
 
+    /// Whether the PE has any window left (a PE without one must not do DMA at all).
+    pub fn has_window(&self) -> bool {
+        self.default.is_some() || self.ddw.is_some()
+    }
+
     /// What a next kernel must be told about this PE's DDW (`pe` is the PE's RTAS address).
     pub fn handover(&self, pe: PeAddress) -> Option<Handover> {
         Some(Handover::of(pe, self.ddw.as_ref()?))

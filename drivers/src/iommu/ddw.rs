@@ -127,6 +127,10 @@ impl fmt::Display for SingleWindowRefusal {
 pub struct Restore {
     /// The reset call's failure, if it failed.
     pub reset: Option<RtasError>,
+    /// The default window was back before any reset: the hypervisor restored it when the last
+    /// DDW was removed (QEMU ≥ 7.1, "spapr/ddw: Reset DMA when the last non-default window is
+    /// removed"), so no reset was called.
+    pub by_hypervisor: bool,
     /// Windows the query reported after the reset (`None` if it failed).
     pub windows_available: Option<u32>,
     /// Whether H_GET_TCE on the default window's first entry succeeded (the window exists).
@@ -144,24 +148,43 @@ impl Restore {
     }
 }
 
-/// Resets the PE to its boot-time default window (`default`), checks with a query and an
-/// H_GET_TCE that the window answers, and clears every entry of it.
+/// Whether [`restore_default`] first looks for a default window the hypervisor brought back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreFrom {
+    /// No DDW of this driver is left on the PE: if the default window answers already, the
+    /// hypervisor restored it, and a second reset is not called.
+    NoWindowLeft,
+    /// A window may still be in place (a removal failed, or the DDW replaced the default in
+    /// slot 0): only the reset brings the default window back.
+    WindowsLeft,
+}
+
+/// Brings the PE back to its boot-time default window (`default`) — by `ibm,reset-pe-dma-windows`
+/// unless the hypervisor already did — checks with a query and an H_GET_TCE that the window
+/// answers, and clears every entry of it.
 pub fn restore_default(
     hv: &mut (impl DdwRtas + TceCalls),
     delay: &mut impl Delay,
     request: &PeRequest<'_>,
     default: &DmaWindow,
+    from: RestoreFrom,
 ) -> Restore {
-    let reset = retry_busy(delay, || hv.reset(request.pe)).err();
+    let by_hypervisor =
+        from == RestoreFrom::NoWindowLeft && hv.get_tce(default.liobn(), default.bus_base()).is_ok();
+    let reset = match by_hypervisor {
+        true => None,
+        false => retry_busy(delay, || hv.reset(request.pe)).err(),
+    };
     let outputs = request.query_outputs();
     let windows_available = hv.query(request.pe, outputs).ok().map(|q| q.windows_available);
     // One retry each: a transient failure must not cost the PE its only window.
-    let default_back = reset.is_none() && twice(|| hv.get_tce(default.liobn(), default.bus_base())).is_ok();
+    let default_back = by_hypervisor
+        || (reset.is_none() && twice(|| hv.get_tce(default.liobn(), default.bus_base())).is_ok());
     let cleared = match default_back {
         true => twice(|| clear_window(hv, default, request.multi_tce)).err(),
         false => None,
     };
-    Restore { reset, windows_available, default_back, cleared }
+    Restore { reset, by_hypervisor, windows_available, default_back, cleared }
 }
 
 impl PeRequest<'_> {
@@ -358,6 +381,21 @@ pub enum DdwError {
     },
 }
 
+impl DdwError {
+    /// The window this failure created and could not remove, if any.
+    pub fn window_left(&self) -> Option<Liobn> {
+        match self {
+            DdwError::Map { window, removal: Some(_), .. } => Some(window.liobn()),
+            DdwError::Create(CreateError::BadResponse { response, removal: Some(_), .. }) => {
+                Some(response.liobn)
+            }
+            DdwError::NoGain { created: Some(liobn), removal: Some(_), .. } => Some(*liobn),
+            DdwError::AfterRemoval { cause, .. } => cause.window_left(),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for DdwError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -383,6 +421,9 @@ impl fmt::Display for DdwError {
             DdwError::AfterRemoval { cause, restore } => {
                 write!(f, "{cause}; after the default window's removal, so ")?;
                 match (restore.reset, restore.default_back, restore.cleared) {
+                    (None, true, None) if restore.by_hypervisor => {
+                        write!(f, "the hypervisor restored it on its own (no reset was needed)")
+                    }
                     (None, true, None) => write!(f, "ibm,reset-pe-dma-windows restored it"),
                     (None, true, Some(error)) => write!(
                         f,
@@ -447,9 +488,13 @@ pub fn enable_ddw(
         }
         create_and_map(hv, delay, request, query, 0)
     });
-    replaced.map_err(|cause| DdwError::AfterRemoval {
-        cause: Box::new(cause),
-        restore: restore_default(hv, delay, request, &default),
+    replaced.map_err(|cause| {
+        let from = match cause.window_left() {
+            Some(_) => RestoreFrom::WindowsLeft,
+            None => RestoreFrom::NoWindowLeft,
+        };
+        let restore = restore_default(hv, delay, request, &default, from);
+        DdwError::AfterRemoval { cause: Box::new(cause), restore }
     })
 }
 

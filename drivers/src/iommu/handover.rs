@@ -21,7 +21,7 @@ use core::fmt;
 
 use super::ddw::{
     direct_mapping, enable_ddw, restore_default, twice, Ddw, DdwError, DdwFacts, DdwMapping, PeRequest,
-    Restore,
+    Restore, RestoreFrom,
 };
 use super::hcall::TceCalls;
 use super::iova_window::IovaWindow;
@@ -219,7 +219,7 @@ pub fn take_over(
     let restore = match (found.slot, removal) {
         (0, _) | (_, Some(_)) => {
             let default = request.default.map(|d| d.window).ok_or(TakeOverError::NoDefault)?;
-            let restore = restore_default(hv, delay, request, &default);
+            let restore = restore_default(hv, delay, request, &default, RestoreFrom::WindowsLeft);
             if !restore.is_clean() {
                 let error = match removal {
                     Some(error) => TakeOverError::Remove(error),
@@ -302,7 +302,7 @@ pub fn ensure_default(
     if twice(|| hv.get_tce(default.liobn(), default.bus_base())).is_ok() {
         return Ok(None);
     }
-    let restore = restore_default(hv, delay, request, &default);
+    let restore = restore_default(hv, delay, request, &default, RestoreFrom::WindowsLeft);
     match restore.is_clean() {
         true => Ok(Some(restore)),
         false => Err(TakeOverError::Reset(restore)),

@@ -70,6 +70,10 @@ pub enum NoDdw {
     NotApplicable,
     /// No function of the PE has a driver that makes DMA.
     NoDmaDevice,
+    /// The PE's node has no `ibm,dma-window`: PowerVM omits it for a PE it has frozen
+    /// (Linux "powerpc/pseries/iommu: LPAR panics during boot up with a frozen PE"); the PE
+    /// gets no DMA at all and its devices are stopped.
+    NoDmaWindow,
     /// The PE's devices all have narrow DMA masks: the default window serves them.
     NoWideDevice {
         /// How many narrow devices.
@@ -88,6 +92,11 @@ impl fmt::Display for NoDdw {
                 write!(f, "the PE node has no ibm,ddw-applicable (the platform offers no DDW)")
             }
             NoDdw::NoDmaDevice => write!(f, "no PCI function on this PHB has a driver that makes DMA"),
+            NoDdw::NoDmaWindow => write!(
+                f,
+                "the PE node has no ibm,dma-window (PowerVM omits it for a frozen PE): no DMA, its devices are \
+                 stopped"
+            ),
             NoDdw::NoWideDevice { narrow } => write!(
                 f,
                 "the PE's {narrow} device(s) drive fewer than 64 address bits; the default window serves them"
@@ -162,6 +171,8 @@ impl<'a> PeSetUp<'a> {
             Err(NoDdw::PolicyOff)
         } else if node != phb.path {
             Err(NoDdw::NodeBelowPhb { node: node.clone() })
+        } else if default == DefaultWindowDesc::Missing {
+            Err(NoDdw::NoDmaWindow)
         } else if phb.ddw_applicable.is_none() {
             Err(NoDdw::NotApplicable)
         } else if devices.is_empty() {

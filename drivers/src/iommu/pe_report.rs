@@ -214,6 +214,7 @@ fn failure_lines(out: &mut Lines, error: &DdwError) {
     out.kv("ddw.error", format!("{error}"));
     if let DdwError::AfterRemoval { restore, .. } = error {
         let state = match (restore.reset, restore.default_back, restore.cleared) {
+            (None, true, None) if restore.by_hypervisor => "restored-by-hypervisor",
             (None, true, None) => "restored",
             (None, true, Some(_)) => "restored-not-cleared",
             (None, false, _) => "reset-but-missing",

@@ -19,7 +19,7 @@ use alloc::{format, vec::Vec};
 
 use super::bar::{program_bar, BarKind};
 use super::bdf::Bdf;
-use super::config::ConfigAccess;
+use super::config::{ConfigAccess, ConfigError};
 use super::error::PciError;
 use super::function::Function;
 use super::header::{Command, COMMAND, HEADER_TYPE_NORMAL};
@@ -261,4 +261,14 @@ fn enable_decode(cfg: &mut impl ConfigAccess, function: &mut Function) {
         Ok(()) => function.command = command.bits(),
         Err(error) => function.problems.push(format!("command write failed ({error})")),
     }
+}
+
+/// Stops a function's DMA: clears Bus Master in its Command register (a device without a DMA
+/// window must not reach memory at all), leaving decode as it was.
+pub fn stop_dma(cfg: &mut impl ConfigAccess, function: &mut Function) -> Result<(), ConfigError> {
+    let current = Command::from_bits_retain(cfg.read_u16(function.bdf, COMMAND)?);
+    let command = current - Command::BUS_MASTER;
+    cfg.write_u16(function.bdf, COMMAND, command.bits())?;
+    function.command = command.bits();
+    Ok(())
 }

@@ -23,7 +23,7 @@ mod tests_assign;
 #[cfg(test)]
 mod tests_enumerate;
 
-pub use assign::{assign_bars, Assignment, BarOrigin, Window, Windows};
+pub use assign::{assign_bars, stop_dma, Assignment, BarOrigin, Window, Windows};
 pub use bar::{Bar, BarKind};
 pub use bdf::Bdf;
 pub use cap_info::{MsixInfo, SriovInfo};

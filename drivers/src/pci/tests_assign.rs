@@ -1,6 +1,6 @@
 //! BAR assignment scenarios against [`FakeConfigSpace`] with QEMU pseries PHB 0 windows.
 
-use super::assign::{assign_bars, Assignment, BarOrigin, Window, Windows};
+use super::assign::{assign_bars, stop_dma, Assignment, BarOrigin, Window, Windows};
 use super::bar::BarKind;
 use super::config::Width;
 use super::enumerate::enumerate;
@@ -163,4 +163,15 @@ fn invalid_windows_are_rejected() {
     let empty_io = Windows { io: Some(Window { bus_base: 0, size: 0 }), ..qemu_windows() };
     let result = assign_bars(&mut cfg, &mut functions, &empty_io);
     assert_eq!(result, Err(PciError::BadWindow { kind: BarKind::Io }));
+}
+
+#[test]
+fn stopping_dma_clears_bus_master_only() {
+    let mut cfg = FakeConfigSpace::new();
+    let b = bdf(0, 1, 0);
+    cfg.add_function(b, 0x1af4, 0x1042, 0x01_0000).set_command(Command::MEMORY_SPACE | Command::BUS_MASTER);
+    let mut function = Function::new(b, 0x1af4, 0x1042);
+    stop_dma(&mut cfg, &mut function).unwrap();
+    assert_eq!(command_of(&cfg, b), Command::MEMORY_SPACE);
+    assert_eq!(function.command, Command::MEMORY_SPACE.bits());
 }
