@@ -90,6 +90,10 @@ pub enum Profile {
     Qemu72,
     /// A PowerVM SR-IOV virtual function: one window per PE.
     PowervmVf,
+    /// A PowerVM dedicated adapter, from logs Linux developers posted: a 2 GiB default window
+    /// of 4 KiB pages, query mask 0x103 (4K, 64K, 2M), a largest block of 2^24 TCEs, DDWs at
+    /// bus 2^59, H_STUFF_TCE limited to 512.
+    Powervm,
     /// QEMU 7.2 under KVM-HV: the TCE hcalls are handled in the host kernel, which also
     /// requires TCE addresses inside guest memory (`guest_ram_end`, [`KVM_GUEST_RAM`] by
     /// default: set it to the scenario's RAM end).
@@ -100,14 +104,15 @@ pub enum Profile {
 pub const KVM_GUEST_RAM: u64 = 4 << 30;
 
 impl Profile {
-    /// Both profiles.
-    pub const ALL: [Profile; 3] = [Profile::Qemu72, Profile::PowervmVf, Profile::KvmHv];
+    /// Every profile.
+    pub const ALL: [Profile; 4] = [Profile::Qemu72, Profile::PowervmVf, Profile::Powervm, Profile::KvmHv];
 
     /// The profile's name as the issue and the docs spell it.
     pub const fn name(self) -> &'static str {
         match self {
             Profile::Qemu72 => "qemu-7.2",
             Profile::PowervmVf => "powervm-vf",
+            Profile::Powervm => "powervm",
             Profile::KvmHv => "kvm-hv",
         }
     }
@@ -141,6 +146,12 @@ impl Profile {
                 guest_ram_end: None,
                 restores_default_on_last_remove: false,
                 create_slot: SlotChoice::FirstFree,
+            },
+            Profile::Powervm => ModelConfig {
+                page_size_mask: 0x103,
+                max_windows: 2,
+                tce_budget: Some(1 << 24),
+                ..Profile::PowervmVf.config()
             },
         }
     }

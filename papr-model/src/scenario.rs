@@ -102,8 +102,9 @@ pub struct Scenario {
     pub narrow_device: bool,
     /// Early boot code keeps a buffer mapped in the default window during the set-up.
     pub early_mapping: bool,
-    /// The PHB's 32-bit MMIO windows (bus address, size): no window may hand them out.
-    pub mmio32: Vec<(u64, u64)>,
+    /// The PHB's memory windows (bus address, size; 32-bit below 4 GiB, else 64-bit): no DMA
+    /// window may hand them out.
+    pub mmio: Vec<(u64, u64)>,
     /// Run the set-up a second time, as a kexec'd kernel would find things, with this policy
     /// for the window the first left.
     pub warm_restart: Option<WarmPolicy>,
@@ -122,14 +123,14 @@ impl Scenario {
             policy: DdwPolicy::Auto,
             narrow_device: false,
             early_mapping: false,
-            mmio32: Vec::new(),
+            mmio: Vec::new(),
             warm_restart: None,
         }
     }
 
     /// QEMU's 32-bit MMIO window: 2 GiB at bus 2 GiB.
     pub fn with_qemu_mmio32(self) -> Self {
-        Self { mmio32: vec![(0x8000_0000, 0x8000_0000)], ..self }
+        Self { mmio: vec![(0x8000_0000, 0x8000_0000)], ..self }
     }
 
     /// The platform the kernel would read from this PE's device tree.
@@ -146,10 +147,10 @@ impl Scenario {
         };
         let rtas = RtasInfo { tokens: Vec::new(), hypertas, rtas_size: None };
         let ranges = self
-            .mmio32
+            .mmio
             .iter()
             .map(|&(bus, size)| PciRange {
-                space: PciSpace::Mem32,
+                space: if bus.saturating_add(size) <= 1 << 32 { PciSpace::Mem32 } else { PciSpace::Mem64 },
                 prefetchable: false,
                 bus_addr: bus,
                 cpu_addr: PhysAddr(0x2000_0000_0000 + bus),

@@ -61,6 +61,25 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
     let vf_small = ModelConfig { tce_budget: Some(1024), ..vf };
     list.push(("powervm-vf dynamic in slot 0", Scenario::new(vf_small, vec![range(0, 512 * MIB)])));
 
+    let powervm = small_default(Profile::Powervm);
+    list.push(("powervm direct, 2 MiB pages at 2^59", Scenario::new(powervm, vec![range(0, 512 * MIB)])));
+
+    // 256 MiB present, 64 GiB possible, a 1 GiB window: RAM direct, the rest per buffer.
+    let budget = ModelConfig { tce_budget: Some(64), ..qemu };
+    let hybrid = Scenario { ram_end: 64 * GIB, ..Scenario::new(budget, vec![range(0, 256 * MIB)]) };
+    list.push(("qemu-7.2 hybrid window", hybrid));
+
+    // RAM at 2 GiB in a slot-0 window at bus 0 meets MMIO32: used per buffer.
+    let mut over_mmio = Scenario::new(qemu, vec![range(0, 256 * MIB), range(2 * GIB, 256 * MIB)]);
+    over_mmio.policy = DdwPolicy::SingleWindow;
+    list.push(("qemu-7.2 single window over MMIO32", over_mmio.with_qemu_mmio32()));
+
+    // The DDW takes slot 1 and QEMU restores the default window when it goes.
+    let last_slot = ModelConfig { create_slot: papr_model::SlotChoice::LastFree, ..qemu };
+    let mut restoring = Scenario::new(last_slot, two_ranges.clone());
+    restoring.policy = DdwPolicy::SingleWindow;
+    list.push(("qemu-7.2 single window, slot 1, default restored by QEMU", restoring));
+
     let mut in_use = Scenario::new(vf, vec![range(0, 512 * MIB)]);
     in_use.early_mapping = true;
     list.push(("powervm-vf with a live default mapping", in_use));

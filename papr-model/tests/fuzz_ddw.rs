@@ -126,7 +126,7 @@ fn case() -> impl Strategy<Value = Case> {
                 policy: if single { DdwPolicy::SingleWindow } else { DdwPolicy::Auto },
                 narrow_device: narrow,
                 early_mapping: early,
-                mmio32: vec![(0x8000_0000, 0x8000_0000)],
+                mmio: vec![(0x8000_0000, 0x8000_0000)],
                 warm_restart,
             };
             Case { scenario, faults }

@@ -142,15 +142,26 @@ struct MapCall {
     last_tce: u64,
 }
 
-/// The calls mapping every RAM range READ|WRITE at bus base + physical: each range rounded
-/// out to the page size (base down, end up), ⌈TCEs / 512⌉ indirect calls per range, or one
-/// H_PUT_TCE for a range of a single page.
+/// The calls mapping all RAM READ|WRITE at bus base + physical: each range rounded out to the
+/// page size (base down, end up), ranges that touch or share a page joined into one span,
+/// ⌈TCEs / 512⌉ indirect calls per span, or one H_PUT_TCE for a span of a single page.
 fn expected_map_calls(ranges: &[(u64, u64)], page_shift: u32, bus_base: u64) -> Vec<MapCall> {
     let page = 1u64 << page_shift;
+    let mut rounded: Vec<(u64, u64)> = ranges
+        .iter()
+        .filter(|r| r.1 > 0)
+        .map(|&(base, size)| (base & !(page - 1), (base + size).next_multiple_of(page)))
+        .collect();
+    rounded.sort_unstable();
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    for (start, end) in rounded {
+        match spans.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => spans.push((start, end)),
+        }
+    }
     let mut calls = Vec::new();
-    for &(base, size) in ranges.iter().filter(|r| r.1 > 0) {
-        let start = base & !(page - 1);
-        let end = (base + size).next_multiple_of(page);
+    for (start, end) in spans {
         let tces = (end - start) >> page_shift;
         let mut done = 0;
         while done < tces {
@@ -634,6 +645,66 @@ fn pgsz_4k_gives_4k_ddw_pages() {
     check_page_size("ddw-pgsz-4k", "0x1000", 12, 0x1, 1024);
 }
 
+/// RAM in two adjacent NUMA nodes (two memory nodes of 2 GiB) is one span for the IOMMU:
+/// 4 GiB of 16 MiB pages is 256 TCEs, one H_PUT_TCE_INDIRECT (⌈TCEs/512⌉), not one per node.
+#[test]
+fn ram_in_two_memory_nodes_is_mapped_in_one_call() {
+    let scratch = TestDisk::scratch("disk0", None, 16 * MIB, 0x5eed_000b, 0);
+    let outcome = scenario("ddw-numa-vof", Firmware::Vof, "4G", &[&scratch], false)
+        .args(["-object", "memory-backend-ram,id=m0,size=2G", "-object", "memory-backend-ram,id=m1,size=2G"])
+        .args(["-numa", "node,nodeid=0,memdev=m0", "-numa", "node,nodeid=1,memdev=m1"])
+        .run();
+    outcome
+        .expect_ok()
+        .expect_kv("selftest.status", "ok")
+        .expect_kv("mem.ranges", "2")
+        .expect_kv("mem.range.0", "0x0+0x80000000")
+        .expect_kv("mem.range.1", "0x80000000+0x80000000")
+        .expect_kv("pe.0.ddw.ranges", "2")
+        .expect_kv("pe.0.ddw.tces", "256")
+        .expect_kv("pe.0.ddw.indirect_calls", "1");
+    let trace = outcome.parsed_trace();
+    let ddw = check_direct_ddw(&outcome, &trace, 0, 24, PAGE_SIZES_DEFAULT);
+    let indirect = traced(&outcome, trace.pci_indirects());
+    let on_ddw: Vec<_> = indirect.iter().filter(|c| c.liobn == ddw.liobn).collect();
+    if on_ddw.len() != 1 || on_ddw[0].entries() != Some(256) {
+        outcome.fail(&format!("expected one 256-TCE call on the DDW for 4 GiB, got {on_ddw:x?}"));
+    }
+    check_blk(&outcome, &scratch, Dma::Direct { offset: ddw.bus_base });
+    check_disk_after(&outcome, &scratch);
+}
+
+/// PowerVM's shapes where QEMU's PHB properties allow them: 2 MiB IOMMU pages (`pgsz` 4K|2M,
+/// query mask 0x101) and a 2 GiB default window (`dma_win_size`). 2 GiB of RAM in 2 MiB pages
+/// is 1024 TCEs: two indirect calls.
+#[test]
+fn powervm_shapes_2m_pages_and_a_2g_default_window() {
+    let scratch = TestDisk::scratch("disk0", None, 16 * MIB, 0x5eed_000a, 0);
+    let outcome = scenario("ddw-powervm-shapes", Firmware::Vof, "2G", &[&scratch], false)
+        .args(["-global", "spapr-pci-host-bridge.pgsz=0x201000"])
+        .args(["-global", "spapr-pci-host-bridge.dma_win_size=0x80000000"])
+        .run();
+    outcome
+        .expect_ok()
+        .expect_kv("selftest.status", "ok")
+        .expect_kv("pe.0.default_window", "0x0+0x80000000")
+        .expect_kv("pe.0.query.page_sizes", "0x101")
+        .expect_kv("pe.0.ddw", "direct")
+        .expect_kv("pe.0.ddw.page_shift", "21")
+        .expect_kv("pe.0.ddw.window_shift", "31")
+        .expect_kv("pe.0.ddw.tces", "1024")
+        .expect_kv("pe.0.ddw.indirect_calls", "2");
+    let trace = outcome.parsed_trace();
+    let creates = traced(&outcome, trace.ddw_creates());
+    match creates.as_slice() {
+        [c] if c.page_size == 2 << 20 && c.window_size == 2 << 30 && c.start == DDW_BUS_BASE => {}
+        other => outcome.fail(&format!("expected one 2 MiB-page create of 2 GiB at 2^59, got {other:x?}")),
+    }
+    let offset = outcome.require_hex("pe.0.ddw.bus_base");
+    check_blk(&outcome, &scratch, Dma::Direct { offset });
+    check_disk_after(&outcome, &scratch);
+}
+
 /// Checks a run where PE 0 has no DDW and the disk went through the default window: no DDW
 /// RTAS call created anything, TCEs were written in the default window (inside it, never at
 /// IOVA 0), the data arrived and the scratch copy landed.
@@ -772,7 +843,8 @@ fn a_dimm_present_at_boot_is_mapped_and_hotplug_room_is_not() {
         .expect_ok()
         .expect_kv("selftest.status", "ok")
         .expect_kv("mem.hotplug_source", "DynamicMemoryV2")
-        .expect_kv("mem.range.0", "0x0+0xc0000000")
+        .expect_kv("mem.range.0", "0x0+0x80000000")
+        .expect_kv("mem.range.1", "0x80000000+0x40000000")
         .expect_kv("mem.lmb.0", "0x80000000+0x40000000")
         .expect_kv("pe.0.ddw.tces", "192")
         .expect_kv("pe.0.ddw.indirect_calls", "1");
@@ -927,4 +999,10 @@ fn expected_map_calls_follow_the_ranges() {
     assert_eq!(odd[0].entries, 3, "[16M+4K, 48M+4K) touches pages 1, 2 and 3");
     assert_eq!(odd[1], MapCall { put: true, ioba: 0x1_0000_0000, entries: 1, last_tce: 0x1_0000_0003 });
     assert_eq!((ceil_log2(2 * GIB), ceil_log2(2 * GIB + 1), ceil_log2(1)), (31, 32, 0));
+    // Two adjacent nodes are one span: 4 GiB at 16M in one call of 256.
+    let nodes = expected_map_calls(&[(2 * GIB, 2 * GIB), (0, 2 * GIB)], 24, 0);
+    assert_eq!(
+        nodes,
+        vec![MapCall { put: false, ioba: 0, entries: 256, last_tce: (4 * GIB - (1 << 24)) | 3 }]
+    );
 }

@@ -111,14 +111,15 @@ impl Platform {
     }
 }
 
-/// `ranges` sorted, with overlapping or touching ones merged and empty ones dropped.
+/// `ranges` sorted, with overlapping ones merged and empty ones dropped (touching ones stay
+/// apart: they are separate memory nodes; the IOMMU driver maps them as one span).
 pub fn merge_ranges(ranges: impl IntoIterator<Item = PhysRange>) -> Vec<PhysRange> {
     let mut sorted: Vec<PhysRange> = ranges.into_iter().filter(|r| r.size > 0).collect();
     sorted.sort_unstable_by_key(|r| r.base);
     let mut merged: Vec<PhysRange> = Vec::with_capacity(sorted.len());
     for range in sorted {
         match merged.last_mut() {
-            Some(last) if range.base.get() <= last.end() => {
+            Some(last) if range.base.get() < last.end() => {
                 last.size = last.end().max(range.end()) - last.base.get();
             }
             _ => merged.push(range),
