@@ -132,6 +132,7 @@ impl Profile {
                 guest_ram_end: None,
                 restores_default_on_last_remove: true,
                 create_slot: SlotChoice::FirstFree,
+                limited_addressing: false,
             },
             Profile::KvmHv => ModelConfig { guest_ram_end: Some(KVM_GUEST_RAM), ..Profile::Qemu72.config() },
             Profile::PowervmVf => ModelConfig {
@@ -146,6 +147,7 @@ impl Profile {
                 guest_ram_end: None,
                 restores_default_on_last_remove: false,
                 create_slot: SlotChoice::FirstFree,
+                limited_addressing: false,
             },
             Profile::Powervm => ModelConfig {
                 page_size_mask: 0x103,
@@ -197,6 +199,9 @@ pub struct ModelConfig {
     /// Which free table slot a create takes (QEMU walks its tables in an order it does not
     /// define).
     pub create_slot: SlotChoice,
+    /// LoPAR 2.13's limited-addressing mode (`ibm,ddw-extensions` entry 3): the reset call with
+    /// a fourth input of 1 switches it on, and windows created in it start at 4 GiB.
+    pub limited_addressing: bool,
 }
 
 /// Which free table slot a create takes.
@@ -216,9 +221,13 @@ impl Default for ModelConfig {
 
 impl ModelConfig {
     /// `ibm,ddw-extensions` as the profile's firmware puts it in the device tree: the reset
-    /// token (QEMU's is 0x2b) and, for 6-output queries, entry 2 = 1.
-    pub fn extensions_cells(&self) -> [u32; 3] {
-        [2, RESET_TOKEN, 1]
+    /// token (QEMU's is 0x2b), for 6-output queries entry 2 = 1, and with limited addressing
+    /// entry 3 = 1.
+    pub fn extensions_cells(&self) -> Vec<u32> {
+        match self.limited_addressing {
+            true => vec![3, RESET_TOKEN, 1, 1],
+            false => vec![2, RESET_TOKEN, 1],
+        }
     }
 }
 
@@ -286,7 +295,7 @@ impl ModelCall {
             ModelCall::Rtas(DdwCall::Query { .. }) => CallKind::Query,
             ModelCall::Rtas(DdwCall::Create { .. }) => CallKind::Create,
             ModelCall::Rtas(DdwCall::Remove { .. }) => CallKind::Remove,
-            ModelCall::Rtas(DdwCall::Reset { .. }) => CallKind::Reset,
+            ModelCall::Rtas(DdwCall::Reset { .. } | DdwCall::LimitedAddressing { .. }) => CallKind::Reset,
         }
     }
 }
@@ -355,6 +364,8 @@ pub struct HypervisorModel {
     position_faults: Vec<(usize, i64)>,
     /// Entries slot 0's table held when its window was removed (see `reset_keeps_entries`).
     retained: BTreeMap<u64, u64>,
+    /// Whether limited-addressing mode is on.
+    limited_mode: bool,
 }
 
 impl Default for HypervisorModel {
@@ -374,6 +385,7 @@ impl HypervisorModel {
             faults: Vec::new(),
             position_faults: Vec::new(),
             retained: BTreeMap::new(),
+            limited_mode: false,
         }
     }
 

@@ -10,6 +10,9 @@ use drivers::iommu::rtas::{
     CreateResponse, DdwCall, DdwRtas, PeAddress, QueryOutputs, QueryResponse, RtasError,
 };
 
+/// Where a window created in limited-addressing mode starts (LoPAR 2.13; Linux 67dfc11982f7).
+pub const LIMITED_WINDOW_BASE: u64 = 1 << 32;
+
 /// Largest block answered with 5 outputs (2^31 TCEs) and with 6 (2^37, "1<<(58−21)").
 const LARGEST_BLOCK_32: u64 = 0x8000_0000;
 const LARGEST_BLOCK_64: u64 = 1 << 37;
@@ -57,6 +60,7 @@ impl HypervisorModel {
             return Err(RTAS_HARDWARE_ERROR);
         }
         let bus_base = match self.config.window_base {
+            _ if self.limited_mode => LIMITED_WINDOW_BASE,
             WindowBase::Qemu if self.active_windows() == 0 => 0,
             WindowBase::Qemu => DMA64_WINDOW_BASE,
             WindowBase::Fixed(base) => base,
@@ -139,6 +143,18 @@ impl DdwRtas for HypervisorModel {
                 default.tces = kept;
             }
             model.windows = [Some(default), None];
+            model.limited_mode = false;
+            Ok(())
+        })
+    }
+
+    fn enable_limited_addressing(&mut self, pe: PeAddress) -> Result<(), RtasError> {
+        self.rtas_call(DdwCall::LimitedAddressing { pe }, |model| {
+            model.check_pe(pe)?;
+            if !model.config.limited_addressing {
+                return Err(RTAS_PARAMETER_ERROR);
+            }
+            model.limited_mode = true;
             Ok(())
         })
     }

@@ -23,7 +23,7 @@ use std::vec::Vec;
 
 use drivers::addr::{BusAddr, Liobn, PhysAddr, PhysRange};
 use drivers::cmdline::DdwPolicy;
-use drivers::devices::{DmaDevice, EDU, VIRTIO_BLK};
+use drivers::devices::{DmaDevice, DriverDecl, EDU, VIRTIO_BLK};
 use drivers::devtree::dma_window::{DdwApplicable, DdwExtensions, DmaWindowProp};
 use drivers::devtree::hotplug::{HotplugMemory, HotplugSource};
 use drivers::devtree::pci_node::PciNodeInfo;
@@ -98,6 +98,9 @@ pub struct Scenario {
     pub multi_tce: MultiTce,
     /// `ddw=`.
     pub policy: DdwPolicy,
+    /// The mask bits of the PE's first device (64: a virtio-blk; 33–63: a device that needs a
+    /// limited-addressing window).
+    pub first_device_bits: u32,
     /// A 28-bit device (like `edu`) shares the PE.
     pub narrow_device: bool,
     /// Early boot code keeps a buffer mapped in the default window during the set-up.
@@ -118,9 +121,10 @@ impl Scenario {
             config,
             ram,
             ram_end,
-            extensions: Some(DdwExtensions { cells: config.extensions_cells().to_vec() }),
+            extensions: Some(DdwExtensions { cells: config.extensions_cells() }),
             multi_tce: MultiTce::Available,
             policy: DdwPolicy::Auto,
+            first_device_bits: 64,
             narrow_device: false,
             early_mapping: false,
             mmio: Vec::new(),
@@ -198,10 +202,19 @@ impl Scenario {
             .expect("the profile's default window is valid")
     }
 
-    /// The PE's devices: a virtio-blk at 00:01.0 and, with `narrow_device`, an `edu` at 00:02.0.
+    /// The PE's devices: a virtio-blk at 00:01.0 (driving `first_device_bits` address bits) and,
+    /// with `narrow_device`, an `edu` at 00:02.0.
     pub fn devices(&self) -> Vec<DmaDevice> {
-        let mut devices =
-            vec![DmaDevice { bdf: Bdf { bus: 0, device: 1, function: 0 }, driver: &VIRTIO_BLK }];
+        let first: &'static DriverDecl = if self.first_device_bits == VIRTIO_BLK.dma_mask_bits {
+            &VIRTIO_BLK
+        } else {
+            // A model-only device of another width; leaked once per scenario (test code).
+            std::boxed::Box::leak(std::boxed::Box::new(DriverDecl {
+                dma_mask_bits: self.first_device_bits,
+                ..VIRTIO_BLK
+            }))
+        };
+        let mut devices = vec![DmaDevice { bdf: Bdf { bus: 0, device: 1, function: 0 }, driver: first }];
         if self.narrow_device {
             devices.push(DmaDevice { bdf: Bdf { bus: 0, device: 2, function: 0 }, driver: &EDU });
         }

@@ -40,6 +40,7 @@ fn request<'a>(ram: &'a [PhysRange], ext: Option<&'a DdwExtensions>, ram_end: u6
         ram,
         ram_end,
         device_mask_bits: 64,
+        addressing: drivers::iommu::ddw::Addressing::Full,
         multi_tce: MultiTce::Available,
         default: Some(DefaultWindow { window: default_window(), live_pages: 0, narrow_devices: 0 }),
         single_window: SingleWindowPath::WhenNoneFree,

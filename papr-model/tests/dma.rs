@@ -43,6 +43,7 @@ fn pe(hv: &mut HypervisorModel, mask_bits: Option<u32>) -> PeDma {
             ram: &ram,
             ram_end: 2 * GIB,
             device_mask_bits: bits,
+            addressing: drivers::iommu::ddw::Addressing::Full,
             multi_tce: MultiTce::Available,
             default: None,
             single_window: SingleWindowPath::WhenNoneFree,

@@ -80,6 +80,11 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
     restoring.policy = DdwPolicy::SingleWindow;
     list.push(("qemu-7.2 single window, slot 1, default restored by QEMU", restoring));
 
+    // A 40-bit device: limited-addressing mode, then a window at 4 GiB.
+    let limited = ModelConfig { limited_addressing: true, ..qemu };
+    let forty = Scenario { first_device_bits: 40, ..Scenario::new(limited, two_ranges.clone()) };
+    list.push(("qemu-7.2 limited addressing, 40-bit device", forty));
+
     let mut in_use = Scenario::new(vf, vec![range(0, 512 * MIB)]);
     in_use.early_mapping = true;
     list.push(("powervm-vf with a live default mapping", in_use));

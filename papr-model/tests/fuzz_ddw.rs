@@ -45,10 +45,10 @@ fn config() -> impl Strategy<Value = ModelConfig> {
         20u32..=25,
         proptest::option::of(prop_oneof![1u64..64, 64u64..1 << 20, any::<u64>()]),
         prop_oneof![Just(WindowBase::Qemu), Just(WindowBase::Fixed(1 << 59)), Just(WindowBase::Fixed(0))],
-        (any::<bool>(), any::<bool>(), any::<bool>()),
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
     )
         .prop_map(|(mask, stuff_limit, max_windows, default_shift, tce_budget, window_base, flags)| {
-            let (keep, restores, last_slot) = flags;
+            let (keep, restores, last_slot, limited_addressing) = flags;
             ModelConfig {
                 buid: MODEL_BUID,
                 page_size_mask: mask,
@@ -61,6 +61,7 @@ fn config() -> impl Strategy<Value = ModelConfig> {
                 guest_ram_end: None,
                 restores_default_on_last_remove: restores,
                 create_slot: if last_slot { SlotChoice::LastFree } else { SlotChoice::FirstFree },
+                limited_addressing,
             }
         })
 }
@@ -84,6 +85,7 @@ fn ram() -> impl Strategy<Value = Vec<PhysRange>> {
 fn extensions() -> impl Strategy<Value = Option<DdwExtensions>> {
     proptest::option::of(prop_oneof![
         Just(vec![2, 0x2b, 1]),
+        Just(vec![3, 0x2b, 1, 1]),
         Just(vec![1, 0x2b]),
         Just(vec![2, 0, 1]),
         Just(vec![0]),
@@ -110,27 +112,31 @@ fn case() -> impl Strategy<Value = Case> {
         prop_oneof![Just(None), Just(Some(WarmPolicy::Reuse)), Just(Some(WarmPolicy::Remove))],
         vec((1usize..80, statuses), 0..=3),
         any::<bool>(),
+        prop_oneof![4 => Just(64u32), 1 => Just(48), 1 => Just(40), 1 => Just(34), 1 => Just(32)],
     )
-        .prop_map(|(mut config, ram, hotplug, extensions, flags, warm_restart, faults, kvm)| {
-            let ram_top = ram.iter().map(PhysRange::end).max().unwrap_or(0);
-            // KVM-HV's rule: TCEs must point into guest memory.
-            config.guest_ram_end = kvm.then_some(ram_top);
-            let ram_end = ram_top.max(hotplug);
-            let (single, narrow, early, no_multi) = flags;
-            let scenario = Scenario {
-                config,
-                ram,
-                ram_end,
-                extensions,
-                multi_tce: if no_multi { MultiTce::Unavailable } else { MultiTce::Available },
-                policy: if single { DdwPolicy::SingleWindow } else { DdwPolicy::Auto },
-                narrow_device: narrow,
-                early_mapping: early,
-                mmio: vec![(0x8000_0000, 0x8000_0000)],
-                warm_restart,
-            };
-            Case { scenario, faults }
-        })
+        .prop_map(
+            |(mut config, ram, hotplug, extensions, flags, warm_restart, faults, kvm, first_device_bits)| {
+                let ram_top = ram.iter().map(PhysRange::end).max().unwrap_or(0);
+                // KVM-HV's rule: TCEs must point into guest memory.
+                config.guest_ram_end = kvm.then_some(ram_top);
+                let ram_end = ram_top.max(hotplug);
+                let (single, narrow, early, no_multi) = flags;
+                let scenario = Scenario {
+                    config,
+                    ram,
+                    ram_end,
+                    extensions,
+                    multi_tce: if no_multi { MultiTce::Unavailable } else { MultiTce::Available },
+                    policy: if single { DdwPolicy::SingleWindow } else { DdwPolicy::Auto },
+                    first_device_bits,
+                    narrow_device: narrow,
+                    early_mapping: early,
+                    mmio: vec![(0x8000_0000, 0x8000_0000)],
+                    warm_restart,
+                };
+                Case { scenario, faults }
+            },
+        )
 }
 
 #[test]

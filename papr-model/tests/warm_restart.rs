@@ -131,6 +131,7 @@ fn a_default_window_removed_without_a_handover_is_reset() {
         ram: &[],
         ram_end: GIB,
         device_mask_bits: 64,
+        addressing: drivers::iommu::ddw::Addressing::Full,
         multi_tce: drivers::iommu::MultiTce::Available,
         default: Some(DefaultWindow { window: default, live_pages: 0, narrow_devices: 0 }),
         single_window: SingleWindowPath::WhenNoneFree,

@@ -153,6 +153,9 @@ impl DdwRtas for OddHypervisor {
     fn reset(&mut self, pe: PeAddress) -> Result<(), RtasError> {
         Err(RtasError { call: DdwCall::Reset { pe }, status: -1 })
     }
+    fn enable_limited_addressing(&mut self, pe: PeAddress) -> Result<(), RtasError> {
+        Err(RtasError { call: DdwCall::LimitedAddressing { pe }, status: -1 })
+    }
 }
 
 #[test]

@@ -142,6 +142,12 @@ impl DdwExtensions {
     pub fn query_outputs_64bit(&self) -> bool {
         self.get(Self::QUERY_OUT_SIZE) == Some(1)
     }
+
+    /// True if the platform can put a PE in limited-addressing mode (LoPAR 2.13; non-zero
+    /// entry 3, and the reset token that switches it on).
+    pub fn limited_addressing(&self) -> bool {
+        self.get(Self::LIMITED_ADDR_MODE).is_some_and(|v| v != 0) && self.reset_token().is_some()
+    }
 }
 
 #[cfg(test)]

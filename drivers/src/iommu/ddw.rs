@@ -36,9 +36,23 @@ use super::plan::{plan_window_for, PlanError, PlanFor, WindowMode, WindowPlan};
 use super::rtas::{
     retry_busy, CreateResponse, DdwRtas, Delay, PeAddress, QueryOutputs, QueryResponse, RtasError,
 };
-use super::window::{create_window, CreateError, DmaWindow, WindowError};
+use super::window::{create_window, CreateError, DmaMask, DmaWindow, WindowError};
 use crate::addr::{BusAddr, Liobn, PhysRange};
 use crate::devtree::dma_window::DdwExtensions;
+
+/// What address range the window is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Addressing {
+    /// Devices that drive all 64 address bits: the window goes wherever the hypervisor puts it.
+    Full,
+    /// Devices that drive `mask_bits` (33..=63) bits: the PE is put in limited-addressing mode
+    /// first, so that the window starts at 4 GiB, and it must end within the mask (Linux v6.15,
+    /// 67dfc11982f7 "create DDW for devices with DMA mask less than 64-bits").
+    Limited {
+        /// The devices' mask bits.
+        mask_bits: u32,
+    },
+}
 
 /// When the single-window path (replace the default window) is taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +76,9 @@ pub struct PeRequest<'a> {
     pub ram_end: u64,
     /// Address bits of the devices the window is for (64 for the 64-bit window).
     pub device_mask_bits: u32,
+    /// Whether the PE is first put in limited-addressing mode (a window for devices of fewer
+    /// than 64 bits, placed at 4 GiB).
+    pub addressing: Addressing,
     /// Whether H_PUT_TCE_INDIRECT / H_STUFF_TCE exist.
     pub multi_tce: MultiTce,
     /// The default window and how many of its pages are mapped (needed to replace it).
@@ -188,12 +205,18 @@ pub fn restore_default(
 }
 
 impl PeRequest<'_> {
-    /// What the window is planned for.
+    /// What the window is planned for. In limited-addressing mode the window starts at
+    /// 4 GiB, so it may span only half the mask's reach (a power of two that still ends
+    /// within it).
     pub fn plan_for(&self) -> PlanFor {
+        let device_mask_bits = match self.addressing {
+            Addressing::Full => self.device_mask_bits,
+            Addressing::Limited { mask_bits } => mask_bits.saturating_sub(1).min(self.device_mask_bits),
+        };
         PlanFor {
             ram_top: self.ram.iter().map(PhysRange::end).max().unwrap_or(0),
             ram_end: self.ram_end,
-            device_mask_bits: self.device_mask_bits,
+            device_mask_bits,
             max_window_shift: self.max_window_shift,
         }
     }
@@ -323,6 +346,18 @@ impl Ddw {
 pub enum DdwError {
     /// The query call failed.
     Query(RtasError),
+    /// Switching limited-addressing mode on failed; nothing was created or removed.
+    LimitedAddressing(RtasError),
+    /// In limited-addressing mode the window was placed where the devices' mask cannot reach
+    /// all of it; it was removed again.
+    BeyondMask {
+        /// The window.
+        window: DmaWindow,
+        /// The devices' mask bits.
+        mask_bits: u32,
+        /// Its removal's failure, if it failed.
+        removal: Option<RtasError>,
+    },
     /// The query answered no free window (a single-window PE).
     NoWindowAvailable {
         /// The answer.
@@ -385,7 +420,8 @@ impl DdwError {
     /// The window this failure created and could not remove, if any.
     pub fn window_left(&self) -> Option<Liobn> {
         match self {
-            DdwError::Map { window, removal: Some(_), .. } => Some(window.liobn()),
+            DdwError::Map { window, removal: Some(_), .. }
+            | DdwError::BeyondMask { window, removal: Some(_), .. } => Some(window.liobn()),
             DdwError::Create(CreateError::BadResponse { response, removal: Some(_), .. }) => {
                 Some(response.liobn)
             }
@@ -399,7 +435,21 @@ impl DdwError {
 impl fmt::Display for DdwError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DdwError::Query(error) => write!(f, "{error}"),
+            DdwError::Query(error) | DdwError::LimitedAddressing(error) => write!(f, "{error}"),
+            DdwError::BeyondMask { window, mask_bits, removal } => {
+                write!(
+                    f,
+                    "in limited-addressing mode the window {} at {} of {:#x} bytes ends beyond the devices' \
+                     {mask_bits}-bit mask",
+                    window.liobn(),
+                    window.bus_base(),
+                    window.size()
+                )?;
+                match removal {
+                    None => write!(f, "; it was removed"),
+                    Some(error) => write!(f, "; removing it failed too: {error}"),
+                }
+            }
             DdwError::NoWindowAvailable { query } => write!(
                 f,
                 "ibm,query-pe-dma-window reported 0 windows available (largest block {:#x} TCEs, page sizes \
@@ -467,6 +517,10 @@ pub fn enable_ddw(
 ) -> Result<Ddw, DdwError> {
     let outputs = request.query_outputs();
     let query = hv.query(request.pe, outputs).map_err(DdwError::Query)?;
+    if let Addressing::Limited { .. } = request.addressing {
+        retry_busy(delay, || hv.enable_limited_addressing(request.pe))
+            .map_err(DdwError::LimitedAddressing)?;
+    }
     if query.windows_available > 0 && request.single_window == SingleWindowPath::WhenNoneFree {
         return create_and_map(hv, delay, request, query, 1);
     }
@@ -555,6 +609,12 @@ fn create_and_map(
         plan_window_for(&query, &request.plan_for()).map_err(|error| DdwError::Plan { query, error })?;
     worth_it(request, &plan)?;
     let window = create_window(hv, delay, request.pe, &plan).map_err(DdwError::Create)?;
+    if let Addressing::Limited { mask_bits } = request.addressing {
+        if !window.fits_dma_mask(DmaMask::from_bits(mask_bits)) {
+            let removal = retry_busy(delay, || hv.remove(window.liobn())).err();
+            return Err(DdwError::BeyondMask { window, mask_bits, removal });
+        }
+    }
     // Next to the default window the new one must not share its bus addresses (QEMU puts it
     // at 2^59, PowerVM high too); a hypervisor that does otherwise gets its window back.
     if let Some(default) = request.default.filter(|d| slot == 1 && d.window.overlaps(&window)) {

@@ -20,7 +20,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::ddw::{
-    enable_ddw, twice, DdwError, DdwFacts, DefaultWindow, PeRequest, Restore, SingleWindowPath,
+    enable_ddw, twice, Addressing, DdwError, DdwFacts, DefaultWindow, PeRequest, Restore, SingleWindowPath,
 };
 use super::handover::{ensure_default, take_over, Handover, TakeOver, TakeOverError, WarmPolicy};
 use super::hcall::{HcallError, TceCalls};
@@ -31,6 +31,7 @@ use super::window::{DmaWindow, WindowError};
 use crate::addr::BusAddr;
 use crate::cmdline::DdwPolicy;
 use crate::devices::DmaDevice;
+use crate::devtree::dma_window::DdwExtensions;
 use crate::devtree::phb::PhbInfo;
 use crate::devtree::platform::Platform;
 use crate::dma::{PeDma, WarmError};
@@ -78,6 +79,9 @@ pub enum NoDdw {
     NoWideDevice {
         /// How many narrow devices.
         narrow: usize,
+        /// How many of them drive more than 32 bits (a limited-addressing window would serve
+        /// them, but the platform offers none).
+        limited: usize,
     },
 }
 
@@ -97,9 +101,14 @@ impl fmt::Display for NoDdw {
                 "the PE node has no ibm,dma-window (PowerVM omits it for a frozen PE): no DMA, its devices are \
                  stopped"
             ),
-            NoDdw::NoWideDevice { narrow } => write!(
+            NoDdw::NoWideDevice { narrow, limited: 0 } => write!(
                 f,
                 "the PE's {narrow} device(s) drive fewer than 64 address bits; the default window serves them"
+            ),
+            NoDdw::NoWideDevice { narrow, limited } => write!(
+                f,
+                "the PE's {narrow} device(s) drive fewer than 64 address bits ({limited} of them more than 32) \
+                 and ibm,ddw-extensions offers no limited-addressing mode; the default window serves them"
             ),
         }
     }
@@ -128,6 +137,8 @@ pub struct PeSetUp<'a> {
     pub iova_holes: Vec<(BusAddr, u64)>,
     /// A cap on the DDW's size (log2 bytes), from `ddw-max=`.
     pub max_window_shift: Option<u32>,
+    /// Full 64-bit addressing, or limited addressing for devices of fewer bits.
+    pub addressing: Addressing,
 }
 
 /// The nearest node at or above `device_path` (inside `phb`) carrying `ibm,dma-window`.
@@ -165,8 +176,22 @@ impl<'a> PeSetUp<'a> {
             Some(Err(error)) => DefaultWindowDesc::Unusable(error),
             None => DefaultWindowDesc::Missing,
         };
-        let narrow = devices.iter().filter(|d| !d.driver.is_64bit()).count();
+        // Devices of 33 to 63 bits get a limited-addressing window where the platform offers
+        // one (and no 64-bit device asks for a full one); the window then serves the narrowest
+        // of them, and only devices of 32 bits or fewer keep needing the default window.
+        let limited_bits = devices.iter().map(|d| d.driver.dma_mask_bits).filter(|&b| b > 32 && b < 64).min();
         let wide = devices.iter().find(|d| d.driver.is_64bit());
+        let offers_limited = phb.ddw_extensions.as_ref().is_some_and(DdwExtensions::limited_addressing);
+        let addressing = match (wide, limited_bits) {
+            (None, Some(mask_bits)) if offers_limited => Addressing::Limited { mask_bits },
+            _ => Addressing::Full,
+        };
+        let served_bits = match addressing {
+            Addressing::Full => 64,
+            Addressing::Limited { mask_bits } => mask_bits,
+        };
+        let narrow = devices.iter().filter(|d| d.driver.dma_mask_bits < served_bits).count();
+        let limited = devices.iter().filter(|d| (33..64).contains(&d.driver.dma_mask_bits)).count();
         let ddw = if policy == DdwPolicy::Off {
             Err(NoDdw::PolicyOff)
         } else if node != phb.path {
@@ -177,8 +202,8 @@ impl<'a> PeSetUp<'a> {
             Err(NoDdw::NotApplicable)
         } else if devices.is_empty() {
             Err(NoDdw::NoDmaDevice)
-        } else if wide.is_none() {
-            Err(NoDdw::NoWideDevice { narrow })
+        } else if wide.is_none() && addressing == Addressing::Full {
+            Err(NoDdw::NoWideDevice { narrow, limited })
         } else {
             // The DDW calls take the address of a device of the PE (Linux `query_ddw`:
             // "retrieve them from the pci device, not the node with the dma-window property").
@@ -196,6 +221,7 @@ impl<'a> PeSetUp<'a> {
             narrow_devices: narrow as u32,
             iova_holes: phb.iova_holes(),
             max_window_shift: None,
+            addressing,
         }
     }
 
@@ -231,6 +257,7 @@ impl<'a> PeSetUp<'a> {
             ram: &self.platform.memory,
             ram_end: self.platform.max_possible_ram_addr(),
             device_mask_bits: 64,
+            addressing: self.addressing,
             multi_tce: self.multi_tce,
             default,
             single_window,

@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::ddw::{DdwError, DdwFacts};
+use super::ddw::{Addressing, DdwError, DdwFacts};
 use super::handover::TakeOver;
 use super::pe::{DefaultWindowDesc, PeSetUp, SetUpOutcome, SetUpReport, TakeOverSummary};
 use super::plan::{WindowLimit, WindowMode};
@@ -63,6 +63,10 @@ pub fn pe_lines(index: usize, setup: &PeSetUp<'_>, report: &SetUpReport, ticks: 
             out.kv("default_error", format!("the PHB's ibm,dma-window is unusable: {error}"));
         }
         DefaultWindowDesc::Missing => out.kv("default_error", "the PHB has no ibm,dma-window"),
+    }
+    if let Addressing::Limited { mask_bits } = setup.addressing {
+        out.kv("ddw.addressing", "limited");
+        out.kv("ddw.mask_bits", format!("{mask_bits}"));
     }
     let time = (ticks, hz);
     match &report.inherited_default {

@@ -104,6 +104,11 @@ pub enum DdwCall {
         /// Endpoint.
         pe: PeAddress,
     },
+    /// `ibm,reset-pe-dma-windows` with a 4th input of 1: limited-addressing mode on.
+    LimitedAddressing {
+        /// Endpoint.
+        pe: PeAddress,
+    },
 }
 
 impl fmt::Display for DdwCall {
@@ -118,6 +123,9 @@ impl fmt::Display for DdwCall {
             ),
             DdwCall::Remove { liobn } => write!(f, "ibm,remove-pe-dma-window(liobn {liobn})"),
             DdwCall::Reset { pe } => write!(f, "ibm,reset-pe-dma-windows({pe})"),
+            DdwCall::LimitedAddressing { pe } => {
+                write!(f, "ibm,reset-pe-dma-windows({pe}, limited addressing on)")
+            }
         }
     }
 }
@@ -179,6 +187,11 @@ pub trait DdwRtas {
 
     /// `ibm,reset-pe-dma-windows` (3 inputs): back to the boot-time default window.
     fn reset(&mut self, pe: PeAddress) -> Result<(), RtasError>;
+
+    /// `ibm,reset-pe-dma-windows` with 4 inputs, the last 1: puts the PE in limited-addressing
+    /// mode, so that a window created next starts at 4 GiB (LoPAR 2.13; Linux v6.15
+    /// `limited_dma_window`). Only called when `ibm,ddw-extensions` entry 3 says it exists.
+    fn enable_limited_addressing(&mut self, pe: PeAddress) -> Result<(), RtasError>;
 }
 
 /// How the planner waits between busy retries (the kernel spins on the timebase; tests count).

@@ -136,6 +136,14 @@ impl DdwRtas for PeHypervisor {
         let token = self.reset_token.ok_or(RtasError { call: what, status: -3 })?;
         self.call(ValueCall::ResetPeDmaWindows, token, &pe_args(pe), &mut [], what)
     }
+
+    fn enable_limited_addressing(&mut self, pe: PeAddress) -> Result<(), RtasError> {
+        let what = DdwCall::LimitedAddressing { pe };
+        let token = self.reset_token.ok_or(RtasError { call: what, status: -3 })?;
+        let [config, hi, lo] = pe_args(pe);
+        // LoPAR 2.13: the reset call with a fourth input of 1 (Linux `limited_dma_window`).
+        self.call(ValueCall::ResetPeDmaWindows, token, &[config, hi, lo, 1], &mut [], what)
+    }
 }
 
 impl TceCalls for PeHypervisor {
