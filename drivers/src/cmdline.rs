@@ -7,7 +7,8 @@
 //! - `ddw=auto` (the default: a Dynamic DMA Window where the platform offers one), `ddw=off`
 //!   (none: every device uses its PE's default window), `ddw=single` (treat every PE as a
 //!   single-window PE: replace the default window), `ddw=single-fail` (the same, with the
-//!   create after the removal failing on purpose, to exercise the reset);
+//!   create after the removal failing on purpose, to exercise the reset), `ddw=single-fail-map`
+//!   (the same, with the first TCE write into the new window failing: it is removed again);
 //! - `ddw-max=SIZE` (`K`, `M`, `G` suffixes): cap every DDW at the largest power of two not
 //!   above SIZE, as a small TCE budget would — below RAM the window is used dynamically, per
 //!   buffer, instead of directly;
@@ -50,6 +51,9 @@ pub enum DdwPolicy {
     SingleWindow,
     /// As [`DdwPolicy::SingleWindow`], with the create after the removal failing on purpose.
     SingleWindowFailingCreate,
+    /// As [`DdwPolicy::SingleWindow`], with the first TCE write into the new window failing on
+    /// purpose (the window must be removed again and the default window brought back).
+    SingleWindowFailingMap,
 }
 
 impl DdwPolicy {
@@ -60,12 +64,18 @@ impl DdwPolicy {
             DdwPolicy::Off => "ddw=off",
             DdwPolicy::SingleWindow => "ddw=single",
             DdwPolicy::SingleWindowFailingCreate => "ddw=single-fail",
+            DdwPolicy::SingleWindowFailingMap => "ddw=single-fail-map",
         }
     }
 
     /// Whether every PE takes the single-window path.
     pub const fn forces_single_window(self) -> bool {
-        matches!(self, DdwPolicy::SingleWindow | DdwPolicy::SingleWindowFailingCreate)
+        matches!(
+            self,
+            DdwPolicy::SingleWindow
+                | DdwPolicy::SingleWindowFailingCreate
+                | DdwPolicy::SingleWindowFailingMap
+        )
     }
 }
 
@@ -145,6 +155,9 @@ impl Args {
                 "ddw=single-fail" => {
                     set(&mut ddw, DdwPolicy::SingleWindowFailingCreate, "ddw=single-fail", &mut conflicts)
                 }
+                "ddw=single-fail-map" => {
+                    set(&mut ddw, DdwPolicy::SingleWindowFailingMap, "ddw=single-fail-map", &mut conflicts)
+                }
                 "mmu=on" => set(&mut mmu, MmuPolicy::On, "mmu=on", &mut conflicts),
                 "mmu=off" => set(&mut mmu, MmuPolicy::Off, "mmu=off", &mut conflicts),
                 "warm-restart=reuse" => {
@@ -203,6 +216,8 @@ mod tests {
         assert_eq!(Args::parse("ddw=single").ddw, DdwPolicy::SingleWindow);
         assert_eq!(Args::parse("ddw=single-fail").ddw, DdwPolicy::SingleWindowFailingCreate);
         assert!(DdwPolicy::SingleWindowFailingCreate.forces_single_window());
+        assert_eq!(Args::parse("ddw=single-fail-map").ddw, DdwPolicy::SingleWindowFailingMap);
+        assert!(DdwPolicy::SingleWindowFailingMap.forces_single_window());
         assert!(!DdwPolicy::Off.forces_single_window());
         // The same word twice is no contradiction.
         let twice = Args::parse("ddw=off ddw=off");

@@ -9,19 +9,22 @@ use arch_ppc64::{cpu, println};
 use drivers::cmdline::{Args, DdwPolicy};
 use drivers::devices::dma_devices;
 use drivers::devtree::platform::Platform;
+use drivers::iommu::conformance::{hv_lines, PeConformance};
 use drivers::iommu::handover::Handover;
+use drivers::iommu::inject::SetUpFault;
 use drivers::iommu::pe_report::{pe_lines, Line};
 use drivers::iommu::plan::floor_log2;
 use drivers::iommu::rtas::{BusyWait, Delay};
 use drivers::iommu::{PeSetUp, Start};
 use drivers::pci::stop_dma;
 
-use crate::boundary::hypervisor::{set_up_pe, CreateFault};
+use crate::boundary::hypervisor::set_up_pe;
 use crate::boundary::rtas::Firmware;
 use crate::kv;
 use crate::system::{Pe, Phb};
 use crate::Timeline;
 use alloc::format;
+use alloc::vec::Vec;
 
 /// Busy waits spin on the timebase.
 pub struct TimebaseDelay {
@@ -44,7 +47,8 @@ impl Delay for TimebaseDelay {
 }
 
 /// Sets up every PHB's PE and reports it; with `warm-restart=`, does it again as the next
-/// kernel would, knowing only each PE's handover.
+/// kernel would, knowing only each PE's handover. Ends with the hypervisor conformance report
+/// (`hv.*`) from what every set-up saw.
 pub fn set_up_all(
     platform: &Platform,
     firmware: Firmware,
@@ -54,18 +58,31 @@ pub fn set_up_all(
     timeline: &Timeline,
 ) {
     println!("== dma windows");
+    let mut seen = Vec::new();
     for phb in phbs.iter_mut() {
-        set_up_one(platform, firmware, phb, args, Start::Fresh, hz);
+        seen.push(set_up_one(platform, firmware, phb, args, Start::Fresh, hz));
         timeline.mark(&format!("pe.{}", phb.index));
     }
-    let Some(policy) = args.warm_restart else { return };
-    println!("== dma windows, warm restart ({policy:?}: the DMA set-up runs again)");
-    for phb in phbs.iter_mut() {
-        // As after a kexec: the hypervisor keeps its windows and TCEs, the next kernel knows
-        // only the handover (Linux passes it as `linux,direct64-ddr-window-info`).
-        let found = phb.pe.take().and_then(|pe| handover(&pe));
-        set_up_one(platform, firmware, phb, args, Start::Warm { policy, found }, hz);
-        timeline.mark(&format!("pe.{}.warm", phb.index));
+    if let Some(policy) = args.warm_restart {
+        println!("== dma windows, warm restart ({policy:?}: the DMA set-up runs again)");
+        for phb in phbs.iter_mut() {
+            // As after a kexec: the hypervisor keeps its windows and TCEs, the next kernel knows
+            // only the handover (Linux passes it as `linux,direct64-ddr-window-info`).
+            let found = phb.pe.take().and_then(|pe| handover(&pe));
+            seen.push(set_up_one(platform, firmware, phb, args, Start::Warm { policy, found }, hz));
+            timeline.mark(&format!("pe.{}.warm", phb.index));
+        }
+    }
+    println!("== hypervisor");
+    print_lines(hv_lines(platform, &seen));
+}
+
+fn print_lines(lines: Vec<Line>) {
+    for line in lines {
+        match line {
+            Line::Kv(key, value) => kv!(key, "{value}"),
+            Line::Say(text) => println!("  {text}"),
+        }
     }
 }
 
@@ -80,28 +97,30 @@ fn set_up_one(
     args: &Args,
     start: Start,
     hz: u64,
-) {
+) -> PeConformance {
     let devices = dma_devices(&phb.functions);
     let mut setup = PeSetUp::for_phb(platform, phb.info, &devices, args.ddw);
     setup.max_window_shift = args.ddw_max.and_then(floor_log2);
     let fault = match args.ddw {
-        DdwPolicy::SingleWindowFailingCreate => CreateFault::FailNextCreate,
-        _ => CreateFault::None,
+        DdwPolicy::SingleWindowFailingCreate => SetUpFault::FailFirstCreate,
+        DdwPolicy::SingleWindowFailingMap => SetUpFault::FailFirstMap,
+        _ => SetUpFault::None,
     };
     let begin = cpu::timebase();
-    let (state, report) = set_up_pe(firmware, &setup, start, fault, &mut TimebaseDelay { hz });
+    let phase = match start {
+        Start::Fresh => "",
+        Start::Warm { .. } => "warm restart",
+    };
+    let (state, report, evidence) = set_up_pe(firmware, &setup, start, fault, &mut TimebaseDelay { hz });
     let ticks = cpu::timebase().wrapping_sub(begin);
-    for line in pe_lines(phb.index, &setup, &report, ticks, hz) {
-        match line {
-            Line::Kv(key, value) => kv!(key, "{value}"),
-            Line::Say(text) => println!("  {text}"),
-        }
-    }
+    print_lines(pe_lines(phb.index, &setup, &report, ticks, hz));
+    let seen = PeConformance::observe(phb.index, phase, &setup, &report, &evidence);
     let has_window = state.lock().dma().has_window();
     phb.pe = Some(Pe { address: setup.ddw.ok(), state });
     if !has_window {
         stop_devices(phb);
     }
+    seen
 }
 
 /// A PE left without any DMA window: every function on it stops DMA (Bus Master off).

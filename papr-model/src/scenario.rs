@@ -33,9 +33,12 @@ use drivers::devtree::rtas::RtasInfo;
 use drivers::dma::{
     DeviceDma, DmaMapping, DmaMemory, DmaMode, DmaTranslation, MapBufferError, PeDma, WarmError,
 };
+use drivers::iommu::conformance::{hv_lines, PeConformance};
 use drivers::iommu::ddw::{DdwError, DdwMapping};
 use drivers::iommu::handover::{Handover, TakeOverError, WarmPolicy};
 use drivers::iommu::pe::{set_up, PeSetUp, SetUpReport, Start};
+use drivers::iommu::pe_report::Line;
+use drivers::iommu::witness::Witness;
 use drivers::iommu::{
     BufferError, BusyWait, CreateError, Delay, DmaDirection, DmaMask, DmaWindow, MultiTce, PeAddress,
     TcePermission,
@@ -252,6 +255,12 @@ pub struct Outcome {
     pub devices: Vec<DeviceReport>,
     /// Buffers still mapped because unmapping failed twice: (window, iova).
     pub kept_mapped: Vec<(Liobn, BusAddr)>,
+    /// What the witness saw of the hypervisor, per set-up (the warm restart's second).
+    pub conformance: Vec<PeConformance>,
+    /// The `hv.*` lines rendered from it.
+    pub hv: Vec<Line>,
+    /// Positions (1-based, as `inject_at` counts) of the calls each set-up made.
+    pub set_up_calls: Vec<core::ops::Range<usize>>,
     /// Invariants broken during the run.
     pub violations: Vec<String>,
     /// Failures the driver reported honestly but a single fault must not cause: a device
@@ -291,7 +300,13 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
             .ok()
             .map(|mapping| (early, mapping))
     });
-    let report = set_up(&mut model, &mut delay, &setup, Start::Fresh, &mut pe);
+    let default_liobn = setup.default.window().map(|w| w.liobn());
+    let mut set_up_calls = Vec::new();
+    let before = model.calls().len();
+    let mut witness = Witness::new(&mut model, default_liobn);
+    let report = set_up(&mut witness, &mut delay, &setup, Start::Fresh, &mut pe);
+    let mut conformance = vec![PeConformance::observe(0, "", &setup, &report, &witness.evidence)];
+    set_up_calls.push(before + 1..model.calls().len() + 1);
     let error = report.ddw_error().cloned();
 
     if let Some(Some((early, mapping))) = early {
@@ -316,7 +331,14 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
         // The next kernel knows the device tree and the handover, nothing else.
         found = pe.handover(PE);
         let mut next = setup.initial_dma();
-        let report = set_up(&mut model, &mut delay, &setup, Start::Warm { policy, found }, &mut next);
+        let before = model.calls().len();
+        let mut witness = Witness::new(&mut model, default_liobn);
+        if let Some(found) = found {
+            witness = witness.inheriting(found.window.liobn(), found.slot);
+        }
+        let report = set_up(&mut witness, &mut delay, &setup, Start::Warm { policy, found }, &mut next);
+        conformance.push(PeConformance::observe(0, "warm restart", &setup, &report, &witness.evidence));
+        set_up_calls.push(before + 1..model.calls().len() + 1);
         warm_error = report.warm_error();
         warm_report = Some(report);
         pe = next;
@@ -342,6 +364,7 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
             &mut log,
         );
     }
+    let hv = hv_lines(&platform, &conformance);
     let RunLog { violations, reported, kept_mapped, reserved_in, .. } = log;
     Outcome {
         model,
@@ -356,6 +379,9 @@ pub fn run(scenario: &Scenario, inject: impl FnOnce(&mut HypervisorModel)) -> Ou
         violations,
         reported,
         reserved_in,
+        conformance,
+        hv,
+        set_up_calls,
     }
 }
 

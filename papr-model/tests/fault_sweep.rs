@@ -7,6 +7,7 @@
 
 use drivers::addr::{PhysAddr, PhysRange};
 use drivers::cmdline::DdwPolicy;
+use drivers::iommu::conformance::Deviation;
 use drivers::iommu::handover::WarmPolicy;
 use drivers::iommu::MultiTce;
 use papr_model::papr::hcall::{H_HARDWARE, H_NOT_ENOUGH_RESOURCES, H_P4, H_PARAMETER};
@@ -117,6 +118,16 @@ fn statuses(kind: CallKind) -> &'static [i64] {
     }
 }
 
+/// Whether a deviation in the run's conformance report carries `status`.
+fn reports_status(outcome: &papr_model::scenario::Outcome, status: i64) -> bool {
+    outcome.conformance.iter().flat_map(|c| &c.deviations).any(|d| match d {
+        Deviation::Busy(seen) => i64::from(seen.status) == status,
+        Deviation::RtasFailed(e) | Deviation::CreateRefused { error: e, .. } => i64::from(e.status) == status,
+        Deviation::HcallFailed(e) => e.status == status,
+        _ => false,
+    })
+}
+
 /// The second fault: a plain failure of the call's kind.
 fn second_status(kind: CallKind) -> Option<i64> {
     statuses(kind).first().copied()
@@ -136,6 +147,9 @@ fn every_call_failed_at_every_position_leaves_a_consistent_pe() {
         } else {
             assert!(clean.pe.ddw.is_some(), "{name}: no DDW without faults: {:?}", clean.error);
         }
+        let clean_deviations: Vec<&Deviation> =
+            clean.conformance.iter().flat_map(|c| &c.deviations).collect();
+        assert!(clean_deviations.is_empty(), "{name}, no fault, yet the report says: {clean_deviations:?}");
         let calls: Vec<CallKind> = clean.model.calls().iter().map(|c| c.kind()).collect();
         for (p, &kind) in calls.iter().enumerate().map(|(i, k)| (i + 1, k)) {
             for &status in statuses(kind) {
@@ -143,6 +157,15 @@ fn every_call_failed_at_every_position_leaves_a_consistent_pe() {
                 let outcome = run(&scenario, |m| m.inject_at(p, status));
                 for problem in check(&scenario, &outcome, Strictness::SingleFault) {
                     broken.push(format!("{name}: {kind:?} #{p} -> {status}: {problem}"));
+                }
+                // The conformance report names the failure (a failed H_GET_TCE may be a probe
+                // whose failure is the expected answer).
+                let in_set_up = clean.set_up_calls.iter().any(|r| r.contains(&p));
+                if in_set_up && kind != CallKind::GetTce && !reports_status(&outcome, status) {
+                    broken.push(format!(
+                        "{name}: {kind:?} #{p} -> {status}: not in the conformance report: {:?}",
+                        outcome.conformance
+                    ));
                 }
                 // Every call the fault led to (unwinding, reset, retries) fails once more.
                 let after: Vec<CallKind> = outcome.model.calls().iter().map(|c| c.kind()).collect();

@@ -85,7 +85,20 @@ fn check_default_boot(firmware: Firmware) {
         .expect_kv("pci.count", "2")
         .expect_kv("phb.0.functions", "2")
         .expect_kv("cpu.count", "1")
-        .expect_kv("mem.hotplug_max", "none");
+        .expect_kv("mem.hotplug_max", "none")
+        // The conformance report: QEMU under TCG offered one window with multi-TCE, and the
+        // set-up saw nothing unexpected.
+        .expect_kv("hv.platform", "qemu-tcg")
+        .expect_kv("hv.platform.evidence", "root compatible \"qemu,pseries\", no /hypervisor node")
+        .expect_kv("hv.multi_tce", "yes")
+        .expect_kv("hv.ddw_phbs", "1/1")
+        .expect_kv("hv.extensions", "reset,64-bit-query")
+        .expect_kv("hv.pe.0.windows", "1")
+        .expect_kv("hv.busy", "0")
+        .expect_kv("hv.deviations", "0");
+    // QEMU 7.2's default pgsz: 4K, 64K, 2M and 16M; the largest block for a 6-output query.
+    outcome.expect_kv("hv.pe.0.page_sizes", "4K,64K,2M,16M");
+    assert_eq!(outcome.require_hex("hv.pe.0.largest_block"), 1 << 37, "{}", outcome.context());
     assert_eq!(outcome.require_hex("phb.0.buid"), PHB0_BUID, "{}", outcome.context());
     assert_eq!(outcome.require_hex("mem.total"), 512 << 20, "{}", outcome.context());
     let functions = outcome.kv.pci_functions();

@@ -60,7 +60,10 @@ fn the_dma_self_test_passes_under_kvm_hv() {
         .expect_kv("edu.0.status", "ok")
         // Translation on under KVM-HV (nested KVM runs radix guests only).
         .expect_kv("mmu.mode", "radix")
-        .expect_kv("boot.cas", "radix");
+        .expect_kv("boot.cas", "radix")
+        // L1's QEMU runs L2 with KVM, so it writes /hypervisor "linux,kvm".
+        .expect_kv("hv.platform", "qemu-kvm")
+        .expect_kv("hv.deviations", "0");
     let trace = l2.parsed_trace();
     let creates = trace.ddw_creates().unwrap_or_else(|e| l2.fail(&e));
     if creates.len() != 1 || creates[0].page_size != 1 << 24 {

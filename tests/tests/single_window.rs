@@ -92,6 +92,8 @@ fn a_failure_after_the_removal_resets_to_the_default_window() {
         outcome.fail(&format!("the error does not name the failing create and the restore: {error}"));
     }
     check_default_cleared(&outcome);
+    // The injected failure sits above the witness: the report does not blame QEMU for it.
+    outcome.expect_kv("hv.deviations", "0");
     let trace = outcome.parsed_trace();
     let resets = trace.ddw_resets().unwrap_or_else(|e| outcome.fail(&e));
     if resets.len() != 1 || resets[0].buid != 0x0800_0000_2000_0000 {
@@ -102,6 +104,90 @@ fn a_failure_after_the_removal_resets_to_the_default_window() {
     if !puts.iter().any(|c| c.liobn == DEFAULT_LIOBN && c.ret == 0) {
         outcome.fail("no TCE was written into the restored default window");
     }
+    outcome.expect_scratch_disk(0, "disk0", &image);
+}
+
+/// `ddw=single-fail-map`: the DDW is created, its first TCE write fails (injected, never reaching
+/// QEMU), and the window is removed, leaving the PE without any. LoPAR says the platform then
+/// restores the default window; QEMU 7.2 does so inside the remove call (a
+/// `spapr_iommu_ddw_reset` right after the `spapr_iommu_ddw_remove`) unless the DDW reused
+/// table 0, whose `def_win` flag it never clears. QEMU's trace is the judge of the kernel's
+/// `hv.*` claim: restored inside the remove means no guest reset and no deviation; not restored
+/// means the kernel's probe (`spapr_iommu_pci_get` failing) comes next, then one guest reset, and
+/// the deviation is reported with its evidence.
+#[test]
+fn the_default_window_after_the_last_ddw_goes_is_reported_as_qemu_traced_it() {
+    let (outcome, image) =
+        qemu::scratch_disk_boot("single-window-fail-map", "ddw=single-fail-map", 0x5151_0004);
+    outcome
+        .expect_ok()
+        .expect_kv("selftest.status", "ok")
+        .expect_kv("pe.0.ddw", "none")
+        .expect_kv("blk.0.dma", "default-iommu")
+        .expect_kv("blk.0.dma_liobn", "0x80000000");
+    let trace = outcome.parsed_trace();
+    let creates = trace.ddw_creates().unwrap_or_else(|e| outcome.fail(&e));
+    let [create] = creates.as_slice() else {
+        outcome.fail(&format!("expected one create, got {creates:x?}"))
+    };
+    let events = trace.events();
+    let removes: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.name == "spapr_iommu_ddw_remove")
+        .map(|(i, _)| i)
+        .collect();
+    // The default window, then the DDW.
+    let [_, ddw_removed] = removes.as_slice() else {
+        outcome.fail(&format!("expected two removes, got {removes:?}"))
+    };
+    let after = &events[ddw_removed + 1..];
+    let resets_after = after.iter().filter(|e| e.name == "spapr_iommu_ddw_reset").count();
+    let claim = outcome.require("hv.pe.0.remove_restores_default");
+    let restored_by_qemu = match after.first() {
+        Some(e) if e.name == "spapr_iommu_ddw_reset" => true,
+        Some(e)
+            if e.name == "spapr_iommu_pci_get"
+                && e.rest.contains("liobn=0x80000000")
+                && !e.rest.contains("ret=0") =>
+        {
+            false
+        }
+        other => outcome.fail(&format!("unexpected event after the DDW's removal: {other:?}")),
+    };
+    match restored_by_qemu {
+        true => {
+            if resets_after != 1 || !claim.starts_with("yes") {
+                outcome.fail(&format!(
+                    "QEMU restored the default window itself; resets {resets_after}, claim {claim}"
+                ));
+            }
+            outcome
+                .expect_kv("hv.deviations", "0")
+                .expect_kv("pe.0.default_restore", "restored-by-hypervisor");
+        }
+        false => {
+            if resets_after != 1 || !claim.starts_with("no") {
+                outcome.fail(&format!(
+                    "QEMU did not restore it; guest resets {resets_after} (expected 1), claim {claim}"
+                ));
+            }
+            outcome
+                .expect_kv("hv.deviations", "1")
+                .expect_kv("hv.deviation.0", "default-not-restored-on-remove")
+                .expect_kv("pe.0.default_restore", "restored");
+            let evidence = outcome.require("hv.deviation.0.evidence");
+            if !evidence.contains(&format!("liobn {:#x}", create.liobn)) || !evidence.contains("H_GET_TCE") {
+                outcome.fail(&format!(
+                    "the evidence does not name the removed window and the probe: {evidence}"
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "single-fail-map: DDW {:#x}, QEMU restored the default window itself: {restored_by_qemu}",
+        create.liobn
+    );
     outcome.expect_scratch_disk(0, "disk0", &image);
 }
 

@@ -11,6 +11,7 @@ pub mod cpu;
 pub mod dma_window;
 pub mod error;
 pub mod hotplug;
+pub mod identity;
 pub mod memory;
 pub mod of;
 pub mod pci_node;

@@ -22,6 +22,7 @@ use crate::addr::PhysRange;
 use crate::devtree::cells::{self, be_u32, single_string, string_list};
 use crate::devtree::cpu::{cpu_info, CpuInfo};
 use crate::devtree::hotplug::{assigned_lmbs, hotplug_memory, HotplugMemory, DRCONF_PATH};
+use crate::devtree::identity::{firmware_identity, FirmwareIdentity};
 use crate::devtree::memory::memory_ranges_skipping_bad;
 use crate::devtree::phb::{phbs, PhbInfo};
 use crate::devtree::rtas::{rtas_info, RtasInfo};
@@ -47,6 +48,8 @@ pub struct Platform {
     pub vterm: Option<u32>,
     /// Kernel command line from `/chosen/bootargs`, if non-empty.
     pub bootargs: Option<String>,
+    /// Root `compatible`/`model` and `/hypervisor`: who the platform says it is.
+    pub identity: FirmwareIdentity,
     /// One sentence per item that was malformed and left out.
     pub problems: Vec<String>,
 }
@@ -76,7 +79,8 @@ impl Platform {
         let phbs = phbs(fdt, &mut problems);
         let vterm = console_vterm(fdt, &mut problems);
         let bootargs = bootargs(fdt, &mut problems);
-        Platform { cpus, memory, lmb_memory, hotplug, rtas, phbs, vterm, bootargs, problems }
+        let identity = firmware_identity(fdt);
+        Platform { cpus, memory, lmb_memory, hotplug, rtas, phbs, vterm, bootargs, identity, problems }
     }
 
     /// One past the highest boot RAM address (0 with no RAM).

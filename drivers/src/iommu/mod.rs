@@ -11,9 +11,11 @@
 //! turning its outcome into report lines. The host-only `papr-model` crate is a PAPR
 //! hypervisor (QEMU 7.2, KVM-HV and PowerVM VF profiles) implementing both interfaces for tests.
 
+pub mod conformance;
 pub mod ddw;
 pub mod handover;
 pub mod hcall;
+pub mod inject;
 pub mod iova;
 pub mod iova_window;
 pub mod map;
@@ -23,6 +25,7 @@ pub mod plan;
 pub mod rtas;
 pub mod tce;
 pub mod window;
+pub mod witness;
 
 pub use ddw::{enable_ddw, Ddw, DdwError, DdwFacts, DdwMapping, PeRequest, SingleWindowPath};
 pub use hcall::{HcallError, HcallName, TceCalls, TceHcall};

@@ -111,6 +111,18 @@ pub enum DdwCall {
     },
 }
 
+impl DdwCall {
+    /// The RTAS call's name.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            DdwCall::Query { .. } => "ibm,query-pe-dma-window",
+            DdwCall::Create { .. } => "ibm,create-pe-dma-window",
+            DdwCall::Remove { .. } => "ibm,remove-pe-dma-window",
+            DdwCall::Reset { .. } | DdwCall::LimitedAddressing { .. } => "ibm,reset-pe-dma-windows",
+        }
+    }
+}
+
 impl fmt::Display for DdwCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

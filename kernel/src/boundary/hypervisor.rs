@@ -19,6 +19,8 @@ use arch_ppc64::tce;
 use drivers::addr::{BusAddr, Liobn};
 use drivers::devtree::dma_window::DdwApplicable;
 use drivers::dma::{share, PeState, SharedPe};
+use drivers::iommu::inject::{Inject, SetUpFault};
+use drivers::iommu::witness::{Evidence, Witness};
 use drivers::iommu::{
     set_up, CreateResponse, DdwCall, DdwRtas, Delay, HcallError, PeAddress, PeSetUp, QueryOutputs,
     QueryResponse, ReadTce, RtasError, SetUpReport, Start, Tce, TceCalls, TceHcall,
@@ -29,39 +31,35 @@ use super::rtas::{Firmware, ValueCall};
 /// RTAS status used when the call could not be made at all (buffer too small, H_RTAS failed).
 const NOT_CALLED: i32 = i32::MIN;
 
-/// Whether the create after the default window's removal fails on purpose (`ddw=single-fail`,
-/// to exercise the reset on real firmware).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CreateFault {
-    /// Every call goes to RTAS.
-    None,
-    /// The next create answers −1 without calling RTAS.
-    FailNextCreate,
-}
-
 /// The hypervisor interfaces for one PE: its DDW RTAS calls and the TCE hypercalls.
 pub struct PeHypervisor {
     firmware: Firmware,
     tokens: DdwApplicable,
     reset_token: Option<u32>,
-    fault: CreateFault,
 }
 
 /// Sets up the PE `setup` describes (see [`drivers::iommu::set_up`]) and returns its DMA state,
-/// which alone holds the PE's hypervisor adapter from now on, and what happened.
+/// which alone holds the PE's hypervisor adapter from now on, what happened, and what the
+/// hypervisor answered (a [`Witness`] sits between the driver and the adapter, `fault` above
+/// the witness).
 pub fn set_up_pe(
     firmware: Firmware,
     setup: &PeSetUp<'_>,
     start: Start,
-    fault: CreateFault,
+    fault: SetUpFault,
     delay: &mut impl Delay,
-) -> (SharedPe<PeHypervisor>, SetUpReport) {
+) -> (SharedPe<PeHypervisor>, SetUpReport, Evidence) {
     let tokens = setup.phb.ddw_applicable.unwrap_or(DdwApplicable { query: 0, create: 0, remove: 0 });
     let reset_token = setup.phb.ddw_extensions.as_ref().and_then(|e| e.reset_token());
-    let mut hv = PeHypervisor { firmware, tokens, reset_token, fault };
+    let mut hv = PeHypervisor { firmware, tokens, reset_token };
     let mut dma = setup.initial_dma();
-    let report = set_up(&mut hv, delay, setup, start, &mut dma);
-    (share(PeState::new(dma, hv)), report)
+    let mut witness = Witness::new(&mut hv, setup.default.window().map(|w| w.liobn()));
+    if let Start::Warm { found: Some(found), .. } = &start {
+        witness = witness.inheriting(found.window.liobn(), found.slot);
+    }
+    let report = set_up(&mut Inject::new(&mut witness, fault), delay, setup, start, &mut dma);
+    let evidence = witness.evidence;
+    (share(PeState::new(dma, hv)), report, evidence)
 }
 
 impl PeHypervisor {
@@ -116,9 +114,6 @@ impl DdwRtas for PeHypervisor {
         let [config, hi, lo] = pe_args(pe);
         let mut rets = [0u32; 3];
         let what = DdwCall::Create { pe, page_shift, window_shift };
-        if core::mem::replace(&mut self.fault, CreateFault::None) == CreateFault::FailNextCreate {
-            return Err(RtasError { call: what, status: -1 });
-        }
         let args = [config, hi, lo, page_shift, window_shift];
         self.call(ValueCall::CreatePeDmaWindow, self.tokens.create, &args, &mut rets, what)?;
         let bus_base = u64::from(rets[1]) << 32 | u64::from(rets[2]);
