@@ -120,6 +120,10 @@ pub struct Pe {
     pub ddw_state: Option<String>,
     /// The DDW, when one was created.
     pub ddw: Option<Ddw>,
+    /// `pe.N.ddw.why`: why none was attempted.
+    pub ddw_why: Option<String>,
+    /// `pe.N.ddw.error`: the failing call and status.
+    pub ddw_error: Option<String>,
     /// The query answer.
     pub query: Option<Query>,
     /// The PHB's memory windows (bus addresses no DMA window may use).
@@ -335,6 +339,8 @@ fn pes(kv: &Kv) -> Vec<Pe> {
                 default_removed: get("default_removed") == Some("yes"),
                 ddw_state,
                 ddw,
+                ddw_why: get("ddw.why").map(str::to_string),
+                ddw_error: get("ddw.error").map(str::to_string),
                 query,
                 mmio,
             }

@@ -5,22 +5,26 @@
 
 use crate::kv::Kv;
 
-/// One thing that went wrong.
+/// One thing that went wrong, or that was not attempted (a `*.why`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     /// Where it was said: a report key, or `console` for a console line.
     pub source: String,
     /// What was said.
     pub text: String,
+    /// A `*.why`: the kernel did not attempt something, and says why.
+    pub not_attempted: bool,
 }
 
 impl Failure {
-    /// The failure as one sentence: `key=word` for one-word values, `key=word: words` for a
-    /// word explained, else `key: sentence`; console lines as they were.
+    /// The failure as one sentence: `key=word` for a one-word failure, `key=word: words` for a
+    /// word explained, else (and for every `*.why`) `key: sentence`; console lines as they were.
     pub fn sentence(&self) -> String {
         let first = self.text.split([' ', ':']).next().unwrap_or("");
         if self.source == "console" {
             self.text.clone()
+        } else if self.not_attempted {
+            format!("{}: {}", self.source, self.text)
         } else if !self.text.contains(' ') || self.text.starts_with(&format!("{first}: ")) {
             format!("{}={}", self.source, self.text)
         } else {
@@ -32,8 +36,8 @@ impl Failure {
 /// The failures of a report, in console order; `console` also gives the `error:` lines.
 pub fn collect(kv: &Kv, console: &str) -> Vec<Failure> {
     let mut failures: Vec<Failure> = Vec::new();
-    let mut push = |source: &str, text: String| {
-        let failure = Failure { source: source.to_string(), text };
+    let mut push = |source: &str, text: String, not_attempted: bool| {
+        let failure = Failure { source: source.to_string(), text, not_attempted };
         if !failures.contains(&failure) {
             failures.push(failure);
         }
@@ -46,16 +50,16 @@ pub fn collect(kv: &Kv, console: &str) -> Vec<Failure> {
         let problem = key.ends_with(".problem") || key == "problem";
         let failed = matches!(value, "fail" | "failed");
         if key == "exit.status" && value == "fail" {
-            push(key, "fail: the kernel ended with ibm,os-term (QEMU exits 1)".to_string());
+            push(key, "fail: the kernel ended with ibm,os-term (QEMU exits 1)".to_string(), false);
         } else if key == "selftest.status" && value == "fail" {
             let failures = kv.get("selftest.failures").unwrap_or("?");
-            push(key, format!("fail: {failures} device(s) failed the DMA self-test"));
+            push(key, format!("fail: {failures} device(s) failed the DMA self-test"), false);
         } else if (status && value != "ok") || error || problem || failed {
-            push(key, value.to_string());
+            push(key, value.to_string(), false);
         } else if said_why {
-            push(key, format!("not attempted: {value}"));
+            push(key, value.to_string(), true);
         } else if key.ends_with(".default_restore") && value != "restored" {
-            push(key, value.to_string());
+            push(key, value.to_string(), false);
         }
     }
     if let Some(vector) = kv.get("exception.vector") {
@@ -65,7 +69,7 @@ pub fn collect(kv: &Kv, console: &str) -> Vec<Failure> {
                 text.push_str(&format!(", {} {value}", field.to_uppercase()));
             }
         }
-        push("exception.vector", text);
+        push("exception.vector", text, false);
     }
     let errors: Vec<&str> = console
         .lines()
@@ -73,7 +77,7 @@ pub fn collect(kv: &Kv, console: &str) -> Vec<Failure> {
         .filter(|l| l.starts_with("error:") || l.starts_with("PANIC:"))
         .collect();
     for line in &errors {
-        push("console", line.to_string());
+        push("console", line.to_string(), false);
     }
     for line in console.lines().map(|l| l.trim_end_matches('\r')) {
         let Some(message) = line.strip_prefix("qemu-system-ppc64: ") else { continue };
@@ -81,18 +85,20 @@ pub fn collect(kv: &Kv, console: &str) -> Vec<Failure> {
             .strip_prefix("OS terminated: ")
             .is_some_and(|m| errors.iter().any(|e| e.strip_prefix("error: ") == Some(m)));
         if !repeated {
-            push("console", format!("QEMU: {message}"));
+            push("console", format!("QEMU: {message}"), false);
         }
     }
     if kv.is_empty() {
         push(
             "console",
             "no report: the console holds no key=value line (the kernel never ran or printed nothing)".into(),
+            false,
         );
     } else if kv.get("exit.status").is_none() {
         push(
             "exit.status",
             "never printed: the kernel hung, crashed or was stopped before the end of its report".into(),
+            false,
         );
     }
     failures
@@ -114,7 +120,7 @@ mod tests {
             sentences,
             vec![
                 "blk.1.status: BAR 1 is outside",
-                "pe.0.ddw.why: not attempted: ddw=off",
+                "pe.0.ddw.why: ddw=off",
                 "mmu.error: H_ENTER failed",
                 "selftest.status=fail: ? device(s) failed the DMA self-test",
                 "exit.status=fail: the kernel ended with ibm,os-term (QEMU exits 1)",

@@ -50,15 +50,26 @@ pub fn lines(kv: &Kv, console: &str) -> Vec<Line> {
         }
     }
     lines.push(Line::default());
-    let failures = failures::collect(kv, console);
+    let (skipped, failures): (Vec<_>, Vec<_>) =
+        failures::collect(kv, console).into_iter().partition(|f| f.not_attempted);
     if failures.is_empty() {
         lines.push(Line::plain("failures: ").paint("none", Paint::Good));
     } else {
         lines.push(Line::plain("").paint(format!("failures ({})", failures.len()), Paint::Bad));
-        for failure in &failures {
-            for (i, text) in wrap(&failure.sentence(), COLUMNS, "  - ", "    ").into_iter().enumerate() {
-                lines.push(if i == 0 { Line::plain("").paint(text, Paint::Bad) } else { Line::plain(text) });
-            }
+        lines.extend(listed(&failures, Paint::Bad));
+    }
+    if !skipped.is_empty() {
+        lines.push(Line::plain("").paint(format!("not attempted ({})", skipped.len()), Paint::Notice));
+        lines.extend(listed(&skipped, Paint::Notice));
+    }
+    lines
+}
+
+fn listed(failures: &[failures::Failure], paint: Paint) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for failure in failures {
+        for (i, text) in wrap(&failure.sentence(), COLUMNS, "  - ", "    ").into_iter().enumerate() {
+            lines.push(if i == 0 { Line::plain("").paint(text, paint) } else { Line::plain(text) });
         }
     }
     lines

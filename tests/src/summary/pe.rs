@@ -72,7 +72,11 @@ pub fn heading(pe: &Pe) -> Line {
             }
             line.paint(text, Paint::Good)
         }
-        (None, Some(state)) => line.paint(format!("DDW {state}"), Paint::Notice).text(" (see failures)"),
+        (None, Some(state)) => match (&pe.ddw_why, &pe.ddw_error) {
+            (Some(why), _) => line.paint(format!("DDW {state}"), Paint::Notice).text(format!(": {why}")),
+            (None, Some(_)) => line.paint(format!("DDW {state}"), Paint::Bad).text(": failed (see failures)"),
+            (None, None) => line.paint(format!("DDW {state}"), Paint::Notice),
+        },
         (None, None) => line.paint("no DDW reported", Paint::Notice),
     }
 }
@@ -90,6 +94,8 @@ fn legend(facts: &Facts, pe: &Pe) -> Vec<Line> {
             regions.insert(0, default.clone());
         }
     }
+    let range_width = regions.iter().map(|r| format!("{:#x}+{:#x}", r.range.start, r.range.size).len()).max();
+    let range_width = range_width.unwrap_or(0);
     for region in &regions {
         let removed = region.kind == RegionKind::Default && pe.default_removed;
         let range = format!("{:#x}+{:#x}", region.range.start, region.range.size);
@@ -110,7 +116,7 @@ fn legend(facts: &Facts, pe: &Pe) -> Vec<Line> {
             what.push_str(", removed for the DDW");
         }
         let users = users(facts, pe, region);
-        let head = format!("    {:<8} {:<29} ", region.kind.name(), range);
+        let head = format!("    {:<8} {range:<range_width$} ", region.kind.name());
         let width = head.chars().count() + what.chars().count();
         let mut line = Line::plain(head).text(what);
         let mut rest = Vec::new();
@@ -176,27 +182,31 @@ fn headroom(facts: &Facts, pe: &Pe) -> String {
         let default = pe.default.as_ref().map_or("the default window".to_string(), |d| {
             format!("the {} default window", units::size(d.range.size))
         });
-        return format!("headroom: {end}, {hotplug}; without a DDW all DMA maps through {default}");
+        return format!("headroom: {end}; {hotplug}; without a DDW all DMA maps through {default}");
     };
     let window = ddw.region.range.size;
     let reach = facts.hotplug_max.into_iter().chain(ram_end).max();
-    let verdict = match reach {
+    let verdict = match (reach, ram_end) {
         _ if ddw.mode != "direct" => {
-            format!("the dynamic window offers {} of bus addresses for buffers", units::size(window))
+            format!("the dynamic DDW offers {} of bus addresses for buffers", units::size(window))
         }
-        Some(reach) if window >= reach => match window - reach {
-            0 => "the DDW maps exactly that: none to spare".to_string(),
-            spare => format!("the DDW ({}) leaves {} to spare", units::size(window), units::size(spare)),
+        (Some(reach), Some(ram_end)) if window >= reach => match window - ram_end {
+            0 => format!("the DDW covers {}: no room beyond RAM", units::size(window)),
+            room => format!(
+                "the DDW covers {}: {} of room for hot-plugged memory",
+                units::size(window),
+                units::size(room)
+            ),
         },
-        Some(reach) => format!(
-            "the DDW maps only the first {} ({} short{})",
+        (Some(reach), _) if window < reach => format!(
+            "the DDW covers only {}: memory up to {} would need the default window{}",
             units::size(window),
-            units::size(reach - window),
-            ddw.limit.as_deref().map(|l| format!(", limited by {l}")).unwrap_or_default()
+            units::size(reach),
+            ddw.limit.as_deref().map(|l| format!(" (limited by {l})")).unwrap_or_default()
         ),
-        None => format!("the DDW maps {}", units::size(window)),
+        _ => format!("the DDW covers {}", units::size(window)),
     };
-    format!("headroom: {end}, {hotplug}; {verdict}")
+    format!("headroom: {end}; {hotplug}; {verdict}")
 }
 
 fn cost(ddw: &Ddw) -> String {

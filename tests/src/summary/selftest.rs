@@ -28,9 +28,18 @@ pub fn section(kv: &Kv, facts: &Facts) -> Vec<Line> {
     ));
     let mut lines = vec![heading];
     let name_width = facts.devices.iter().map(|d| d.name.len()).max().unwrap_or(0);
-    for device in &facts.devices {
+    let several_pes = facts.pes.len() > 1;
+    let place = |device: &Device| {
         let bdf = device.bdf.as_deref().unwrap_or("?");
-        let line = Line::plain(format!("  {:<name_width$}  {bdf:<8} ", device.name));
+        match (several_pes, device.pe) {
+            (true, Some(pe)) => format!("PE {pe} {bdf}"),
+            (true, None) => format!("PE ? {bdf}"),
+            (false, _) => bdf.to_string(),
+        }
+    };
+    let place_width = facts.devices.iter().map(|d| place(d).len()).max().unwrap_or(0);
+    for device in &facts.devices {
+        let line = Line::plain(format!("  {:<name_width$}  {:<place_width$}  ", device.name, place(device)));
         let line = match device.status.as_deref() {
             Some("ok") => line.paint("ok  ", Paint::Good),
             Some(_) => line.paint("FAIL", Paint::Bad),

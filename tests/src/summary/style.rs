@@ -134,13 +134,28 @@ impl Line {
     }
 }
 
+/// Units that never start a wrapped line.
+const UNITS: [&str; 11] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ms", "µs", "MB/s", "MHz"];
+
 /// `text` wrapped at word boundaries into lines of at most `width` columns, the first starting
 /// with `first` and the rest with `rest`; a word longer than a line continues on the next.
 pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = first.to_string();
     let mut empty = true;
+    // A number and its unit stay on one line.
+    let mut words: Vec<String> = Vec::new();
     for word in text.split_whitespace() {
+        let unit = UNITS.contains(&word.trim_end_matches([',', ';', ':', ')', '.']));
+        match words.last_mut() {
+            Some(last) if unit && last.chars().all(|c| c.is_ascii_digit() || c == '.') => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => words.push(word.to_string()),
+        }
+    }
+    for word in &words {
         let mut word: Vec<char> = word.chars().collect();
         if !empty && line.chars().count() + 1 + word.len() > width {
             lines.push(std::mem::replace(&mut line, rest.to_string()));
@@ -185,5 +200,6 @@ mod line_tests {
         assert!(lines.iter().all(|l| l.chars().count() <= 11));
         assert_eq!(wrap("", 10, "- ", "  "), vec!["- "]);
         assert_eq!(wrap("abcdefghijkl", 6, "> ", "  "), vec!["> abcd", "  efgh", "  ijkl"]);
+        assert_eq!(wrap("through the 1 GiB window", 15, "", ""), vec!["through the", "1 GiB window"]);
     }
 }
