@@ -330,6 +330,9 @@ case "$cmd" in
         setup
         if [ -n "$elf" ]; then
             say "booting $elf (--kernel: no kernel build)"
+            # The summary's renderer, built before the boot so a build error shows first.
+            [ -n "${PSERIES_REPORT_BIN:-}" ] || (cd "$ROOT" && cargo build --quiet --release -p tests --bin report) \
+                || die "building the summary's renderer (report) failed"
         else
             build
         fi
