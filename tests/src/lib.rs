@@ -4,7 +4,8 @@
 //! under a chosen firmware and machine with a timeout, saving the console and QEMU's trace;
 //! `kv` and `trace` parse the kernel's `key=value` lines and QEMU's trace so tests can assert
 //! on both; `disk` makes the disk images of the DMA self-tests and checks what the kernel
-//! reported about them and left in them.
+//! reported about them and left in them; `summary` renders the report for a person (text and
+//! SVG).
 
 pub mod build;
 pub mod disk;
@@ -12,4 +13,5 @@ pub mod image;
 pub mod kv;
 pub mod kvm;
 pub mod qemu;
+pub mod summary;
 pub mod trace;
