@@ -303,12 +303,19 @@ fn the_hypervisor_report_names_the_platform_its_offer_and_each_deviation() {
     let section = &lines[at..];
     assert!(section[1].starts_with("  offered: multi-TCE yes; DDW on 1/1 PHBs"), "{section:?}");
     assert!(section[2].starts_with("  PE 0: 1 window(s) free, pages 4K 64K 2M 16M"), "{section:?}");
-    let deviation = section.iter().position(|l| l == "  ! deviation 0 (PE 0): default-not-restored-on-remove");
+    let deviation =
+        section.iter().position(|l| l == "  ! deviation 0 (PE 0): default-not-restored-on-remove");
     let deviation = deviation.unwrap_or_else(|| panic!("no deviation line in {section:?}"));
-    assert!(section[deviation + 1].starts_with("      evidence: after ibm,remove-pe-dma-window"), "{section:?}");
+    assert!(
+        section[deviation + 1].starts_with("      evidence: after ibm,remove-pe-dma-window"),
+        "{section:?}"
+    );
     assert!(section.iter().any(|l| l.starts_with("      expected: LoPAR")), "{section:?}");
     assert!(section.iter().any(|l| l == "  busy answers 0; 1 deviation(s)"), "{section:?}");
     assert!(section.iter().any(|l| l == "  windows_total=2"), "an unknown key is still shown: {section:?}");
     assert!(section.iter().all(|l| l.chars().count() <= 100), "{section:?}");
-    assert!(!plain(&default_console()).iter().any(|l| l.starts_with("hypervisor")), "no section without hv.*");
+    assert!(
+        !plain(&default_console()).iter().any(|l| l.starts_with("hypervisor")),
+        "no section without hv.*"
+    );
 }

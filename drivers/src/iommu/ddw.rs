@@ -5,7 +5,7 @@
 //! Linux `arch/powerpc/platforms/pseries/iommu.c : enable_ddw`:
 //! 1. `ibm,query-pe-dma-window` with 6 outputs when `ibm,ddw-extensions` entry 2 is 1, else 5;
 //! 2. pick the largest offered I/O page size and a window covering the highest RAM address
-//!    including hot-pluggable memory ([`plan_window`]);
+//!    including hot-pluggable memory ([`plan_window`](super::plan::plan_window));
 //! 3. `ibm,create-pe-dma-window` (busy answers retried, [`create_window`]);
 //! 4. a direct window gets every RAM range mapped at bus base + physical address
 //!    ([`map_ram`]); a window capped below RAM becomes a dynamic (IOMMU-mapped) one.
@@ -18,7 +18,7 @@
 //! window: provided the default window has no live mapping (Linux `iommu_table_in_use`) and
 //! `ibm,ddw-extensions` offers the reset call, every TCE of the default window is cleared
 //! (H_STUFF_TCE ≤ 512), the window removed and the query repeated; the DDW then occupies table
-//! slot 0 (Linux 6.11 "powerpc/pseries/iommu: Use the table[0] for IOV VF's DDW"; QEMU
+//! slot 0 (Linux 6.11 "powerpc/pseries/iommu: Use the table\[0\] for IOV VF's DDW"; QEMU
 //! `rtas_ibm_create_pe_dma_window` puts it at bus address 0). Any failure after the removal
 //! calls `ibm,reset-pe-dma-windows` and checks with a query and an H_GET_TCE that the default
 //! window is back. QEMU always answers a free window, so [`SingleWindowPath::Always`] takes

@@ -78,7 +78,14 @@ pub fn section(kv: &Kv, columns: usize) -> Vec<Line> {
     let mut index = 0;
     while let Some(code) = get(&format!("deviation.{index}")) {
         let pe = get(&format!("deviation.{index}.pe")).map(|p| format!(" (PE {p})")).unwrap_or_default();
-        push_wrapped(&mut lines, &format!("deviation {index}{pe}: {code}"), columns, "  ! ", "    ", Some(Paint::Notice));
+        push_wrapped(
+            &mut lines,
+            &format!("deviation {index}{pe}: {code}"),
+            columns,
+            "  ! ",
+            "    ",
+            Some(Paint::Notice),
+        );
         if let Some(evidence) = get(&format!("deviation.{index}.evidence")) {
             push_wrapped(&mut lines, &format!("evidence: {evidence}"), columns, "      ", "        ", None);
         }
@@ -125,7 +132,14 @@ fn pe_prefixes(facts: &[(&str, &str)]) -> Vec<String> {
     prefixes
 }
 
-fn push_wrapped(lines: &mut Vec<Line>, text: &str, columns: usize, first: &str, rest: &str, paint: Option<Paint>) {
+fn push_wrapped(
+    lines: &mut Vec<Line>,
+    text: &str,
+    columns: usize,
+    first: &str,
+    rest: &str,
+    paint: Option<Paint>,
+) {
     for (i, piece) in wrap(text, columns, first, rest).into_iter().enumerate() {
         match (i, paint) {
             (0, Some(paint)) => lines.push(Line::plain("").paint(piece, paint)),
