@@ -562,6 +562,9 @@ pub fn check(scenario: &Scenario, outcome: &Outcome, strictness: Strictness) -> 
     {
         unremoved.push(found.window.liobn());
     }
+    if let Some(WarmError::TakeOver(TakeOverError::Stuck { window, .. })) = &outcome.warm_error {
+        unremoved.push(*window);
+    }
     let unclean = |e: Option<&DdwError>| matches!(e, Some(DdwError::AfterRemoval { restore, .. }) if !restore.is_clean());
     // A default window the warm restart could not clear is out of use, and reported so.
     let default_dropped =
@@ -571,7 +574,9 @@ pub fn check(scenario: &Scenario, outcome: &Outcome, strictness: Strictness) -> 
         || default_dropped
         || matches!(
             outcome.warm_error,
-            Some(WarmError::TakeOver(TakeOverError::Reset(_) | TakeOverError::NoDefault))
+            Some(WarmError::TakeOver(
+                TakeOverError::Reset(_) | TakeOverError::NoDefault | TakeOverError::Stuck { .. }
+            ))
         );
     let default_liobn = model_liobn(0);
     for window in model.windows() {

@@ -30,7 +30,7 @@ use super::plan::{WindowLimit, WindowMode, WindowPlan};
 use super::rtas::{retry_busy, DdwRtas, Delay, PeAddress, RtasError};
 use super::tce::{Tce, TcePermission};
 use super::window::DmaWindow;
-use crate::addr::PhysAddr;
+use crate::addr::{Liobn, PhysAddr};
 
 /// What one kernel's DMA set-up leaves for the next about one PE's DDW.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +148,16 @@ pub enum TakeOverError {
     Remove(RtasError),
     /// Resetting the PE left no clean default window.
     Reset(Restore),
+    /// The old window had replaced the default one; the reset failed, so it is still there
+    /// (cleared), and taking it back into use failed too. The PE has no DMA.
+    Stuck {
+        /// The failed reset.
+        restore: Restore,
+        /// The old window, still in the hypervisor, cleared.
+        window: Liobn,
+        /// Why it could not be used again.
+        reuse: MapError,
+    },
 }
 
 impl fmt::Display for TakeOverError {
@@ -172,6 +182,17 @@ impl fmt::Display for TakeOverError {
                     write!(f, "after ibm,reset-pe-dma-windows the default window does not answer")
                 }
             },
+            TakeOverError::Stuck { restore, window, reuse } => {
+                match restore.reset {
+                    Some(error) => write!(f, "resetting the PE failed: {error}")?,
+                    None => write!(f, "the reset did not bring the default window back")?,
+                }
+                write!(
+                    f,
+                    "; the handed-over window {window} stays in place (its entries cleared as far as the hypervisor allowed) and using it again failed: {reuse}; \
+                     the PE has no DMA"
+                )
+            }
         }
     }
 }
@@ -228,11 +249,16 @@ pub fn take_over(
                 // The reset did not happen, so the old window is still there (cleared): use
                 // it again rather than leave the PE without DMA.
                 if restore.reset.is_some() {
-                    if let Ok(TakeOver::Reused { ddw, checked, remapped, query_error, .. }) =
-                        reuse(hv, request, found)
-                    {
-                        let instead_of = Some(error);
-                        return Ok(TakeOver::Reused { ddw, checked, remapped, instead_of, query_error });
+                    match reuse(hv, request, found) {
+                        Ok(TakeOver::Reused { ddw, checked, remapped, query_error, .. }) => {
+                            let instead_of = Some(error);
+                            return Ok(TakeOver::Reused { ddw, checked, remapped, instead_of, query_error });
+                        }
+                        Ok(TakeOver::Replaced { .. }) => {}
+                        Err(reuse) if found.slot == 0 => {
+                            return Err(TakeOverError::Stuck { restore, window: window.liobn(), reuse });
+                        }
+                        Err(_) => {}
                     }
                 }
                 return Err(error);
