@@ -127,6 +127,7 @@ pub use papr_abi::addr;
 pub mod cmdline;
 pub mod devices;
 pub mod devtree;
+pub mod dlpar;
 pub mod dma;
 pub mod edu;
 pub mod iommu;

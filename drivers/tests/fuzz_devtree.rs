@@ -203,3 +203,35 @@ fn platform_from_fdt_never_panics_on_malformed_properties() {
         .unwrap();
     println!("Platform::from_fdt: {} executions, no panic", cases());
 }
+
+/// A QEMU-shaped 116-byte hot-plug log (hw/ppc/spapr_events.c layout) to mutate.
+fn hotplug_log() -> Vec<u8> {
+    let mut log = vec![0u8; 116];
+    log[..8].copy_from_slice(&[6, 0x34, 0x60, 0xe5, 0, 0, 0, 108]);
+    log[0x14..0x18].copy_from_slice(b"IBM\0");
+    for (at, id, len) in [(0x18, b"PH", 0x30u16), (0x48, b"UH", 0x18), (0x60, b"HP", 0x14)] {
+        log[at..at + 2].copy_from_slice(id);
+        log[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+    log[0x68..0x74].copy_from_slice(&[2, 1, 4, 0, 0, 0, 0, 4, 0x80, 0, 0, 8]);
+    log
+}
+
+#[test]
+fn event_logs_never_panic() {
+    use drivers::dlpar::event::parse_event;
+    let strategy = (vec((0usize..116, any::<u8>()), 0..8), 0usize..=116, vec(any::<u8>(), 0..64));
+    runner()
+        .run(&strategy, |(mutations, keep, tail)| {
+            let mut log = hotplug_log();
+            for (at, value) in mutations {
+                log[at] = value;
+            }
+            log.truncate(keep);
+            log.extend(tail);
+            let _ = parse_event(&log);
+            Ok(())
+        })
+        .unwrap();
+    println!("event logs: {} executions, no panic", cases());
+}

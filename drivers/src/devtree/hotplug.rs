@@ -90,6 +90,7 @@ pub const LMB_RESERVED: u32 = 0x80;
 struct LmbRun {
     base: u64,
     end: u64,
+    drc: u32,
     flags: u32,
 }
 
@@ -103,13 +104,14 @@ fn lmb_runs(prop: &'static str, bytes: &[u8], lmb_size: u64) -> Result<Vec<LmbRu
         let lmbs = if v2 { reader.read_u32()? } else { 1 };
         let base = reader.read_u64()?;
         // v1: drc-index, reserved, assoc-index; v2: drc-index, assoc-index.
-        reader.skip_cells(if v2 { 2 } else { 3 })?;
+        let drc = reader.read_u32()?;
+        reader.skip_cells(if v2 { 1 } else { 2 })?;
         let flags = reader.read_u32()?;
         let end = lmb_size
             .checked_mul(u64::from(lmbs))
             .and_then(|len| base.checked_add(len))
             .ok_or(DtError::BadValue { prop, why: "LMB run runs past 2^64" })?;
-        runs.push(LmbRun { base, end, flags });
+        runs.push(LmbRun { base, end, drc, flags });
     }
     Ok(runs)
 }
@@ -122,6 +124,80 @@ pub fn dynamic_memory_v1_end(bytes: &[u8], lmb_size: u64) -> Result<Option<u64>,
 /// The end of the highest LMB run listed in `ibm,dynamic-memory-v2`, or `None` if it lists none.
 pub fn dynamic_memory_v2_end(bytes: &[u8], lmb_size: u64) -> Result<Option<u64>, DtError> {
     Ok(lmb_runs("ibm,dynamic-memory-v2", bytes, lmb_size)?.iter().map(|r| r.end).max())
+}
+
+/// One logical memory block as the boot device tree lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lmb {
+    /// Its DRC index (QEMU: `0x80000000 | base / 256 MiB`).
+    pub drc: u32,
+    /// Its first address.
+    pub base: u64,
+    /// Its `ibm,dynamic-memory` flags (`LMB_ASSIGNED`, …).
+    pub flags: u32,
+}
+
+impl Lmb {
+    /// Whether the LMB is this partition's RAM now.
+    pub const fn is_assigned(&self) -> bool {
+        self.flags & LMB_ASSIGNED != 0 && self.flags & (LMB_RESERVED | LMB_DRC_INVALID) == 0
+    }
+
+    /// Whether it can be hot-plugged at all (neither reserved nor without a valid DRC).
+    pub const fn is_hotpluggable(&self) -> bool {
+        self.flags & (LMB_RESERVED | LMB_DRC_INVALID) == 0
+    }
+}
+
+/// Every LMB of the drconf node, one entry per block (a v2 run of `n` is `n` LMBs with
+/// consecutive DRC indexes), keyed for lookup by DRC index. QEMU never updates the guest's
+/// copy of the property, so a kernel keeps this table itself from boot on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LmbTable {
+    /// Bytes per LMB.
+    pub lmb_size: u64,
+    /// The LMBs in address order.
+    pub lmbs: Vec<Lmb>,
+}
+
+impl LmbTable {
+    /// The LMB with DRC index `drc`.
+    pub fn by_drc(&self, drc: u32) -> Option<&Lmb> {
+        self.lmbs.iter().find(|l| l.drc == drc)
+    }
+
+    /// The range `lmb` covers.
+    pub fn range(&self, lmb: &Lmb) -> PhysRange {
+        PhysRange { base: PhysAddr(lmb.base), size: self.lmb_size }
+    }
+}
+
+/// Most LMBs a table holds (QEMU: 256 MiB each, so 64 TiB of memory).
+const MAX_LMBS: u64 = 1 << 18;
+
+/// The drconf node's LMB table, or `None` when the tree has none (no CAS, no hot-plug memory).
+pub fn lmb_table(fdt: &Fdt<'_>) -> Result<Option<LmbTable>, DtError> {
+    let Some(node) = fdt.find_node(DRCONF_PATH) else { return Ok(None) };
+    let Some(lmb_bytes) = cells::prop(node, "ibm,lmb-size") else { return Ok(None) };
+    let lmb_size = parse_lmb_size(lmb_bytes)?;
+    let runs = match (cells::prop(node, "ibm,dynamic-memory-v2"), cells::prop(node, "ibm,dynamic-memory")) {
+        (Some(v2), _) => lmb_runs("ibm,dynamic-memory-v2", v2, lmb_size)?,
+        (None, Some(v1)) => lmb_runs("ibm,dynamic-memory", v1, lmb_size)?,
+        (None, None) => return Ok(None),
+    };
+    let total: u64 = runs.iter().map(|r| (r.end - r.base) / lmb_size).sum();
+    if total > MAX_LMBS {
+        return Err(DtError::BadValue { prop: "ibm,dynamic-memory", why: "lists more than 2^18 LMBs" });
+    }
+    let mut lmbs = Vec::with_capacity(total as usize);
+    for run in &runs {
+        for i in 0..(run.end - run.base) / lmb_size {
+            let drc = run.drc.wrapping_add(i as u32);
+            lmbs.push(Lmb { drc, base: run.base + i * lmb_size, flags: run.flags });
+        }
+    }
+    lmbs.sort_unstable_by_key(|l| l.base);
+    Ok(Some(LmbTable { lmb_size, lmbs }))
 }
 
 /// The RAM the drconf node says is assigned to this partition now: LMBs flagged assigned and
@@ -251,6 +327,13 @@ mod tests {
             Ok(vec![PhysRange { base: PhysAddr(0x8000_0000), size: 0x2000_0000 }])
         );
         assert_eq!(hotplug_memory(&fdt).unwrap().map(|h| h.max_addr), Some(0x1_0000_0000));
+        let table = lmb_table(&fdt).unwrap().expect("a table");
+        assert_eq!((table.lmb_size, table.lmbs.len()), (0x1000_0000, 16));
+        let dimm = table.by_drc(0x8000_0009).expect("the DIMM's second LMB");
+        assert_eq!((dimm.base, dimm.is_assigned()), (0x9000_0000, true));
+        let free = table.by_drc(0x8000_000c).expect("a free LMB");
+        assert_eq!((free.base, free.is_assigned(), free.is_hotpluggable()), (0xc000_0000, false, true));
+        assert!(!table.lmbs[0].is_hotpluggable(), "boot RAM is reserved");
     }
 
     #[test]

@@ -21,7 +21,9 @@ use fdt::Fdt;
 use crate::addr::PhysRange;
 use crate::devtree::cells::{self, be_u32, single_string, string_list};
 use crate::devtree::cpu::{cpu_info, CpuInfo};
-use crate::devtree::hotplug::{assigned_lmbs, hotplug_memory, HotplugMemory, DRCONF_PATH};
+use crate::devtree::hotplug::{
+    assigned_lmbs, hotplug_memory, lmb_table, HotplugMemory, LmbTable, DRCONF_PATH,
+};
 use crate::devtree::identity::{firmware_identity, FirmwareIdentity};
 use crate::devtree::memory::memory_ranges_skipping_bad;
 use crate::devtree::phb::{phbs, PhbInfo};
@@ -40,6 +42,8 @@ pub struct Platform {
     pub lmb_memory: Vec<PhysRange>,
     /// How far memory may grow by hot-plug, if described.
     pub hotplug: Option<HotplugMemory>,
+    /// Every LMB of the dynamic-reconfiguration node (for memory DLPAR), if there is one.
+    pub lmbs: Option<LmbTable>,
     /// `/rtas`, if present and readable.
     pub rtas: Option<RtasInfo>,
     /// PCI host bridges that could be read.
@@ -68,6 +72,10 @@ impl Platform {
             Vec::new()
         });
         memory = merge_ranges(memory.into_iter().chain(lmb_memory.iter().copied()));
+        let lmbs = lmb_table(fdt).unwrap_or_else(|err| {
+            problems.push(format!("{DRCONF_PATH}: {err}; memory hot-plug is not handled"));
+            None
+        });
         let hotplug = hotplug_memory(fdt).unwrap_or_else(|err| {
             problems.push(format!("hot-plug memory: {err}; left out"));
             None
@@ -80,7 +88,7 @@ impl Platform {
         let vterm = console_vterm(fdt, &mut problems);
         let bootargs = bootargs(fdt, &mut problems);
         let identity = firmware_identity(fdt);
-        Platform { cpus, memory, lmb_memory, hotplug, rtas, phbs, vterm, bootargs, identity, problems }
+        Platform { cpus, memory, lmb_memory, hotplug, lmbs, rtas, phbs, vterm, bootargs, identity, problems }
     }
 
     /// One past the highest boot RAM address (0 with no RAM).

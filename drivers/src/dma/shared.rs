@@ -9,10 +9,13 @@
 use alloc::sync::Arc;
 use spin::Mutex;
 
+use super::hot_ram::HotRam;
 use super::mapping::{DmaMapping, MapFailure, Retired, UnmapFailure};
 use super::memory::DmaMemory;
 use super::pe::{DeviceDma, DmaMode, DmaTranslation, ModeError, PeDma};
+use crate::addr::PhysRange;
 use crate::iommu::hcall::TceCalls;
+use crate::iommu::map::{MapError, MultiTce};
 use crate::iommu::tce::DmaDirection;
 use crate::iommu::window::DmaMask;
 
@@ -64,6 +67,16 @@ impl<H: TceCalls> PeState<H> {
         mapping: DmaMapping<M>,
     ) -> Result<M, Retired> {
         device.reclaim(&mut self.dma, &mut self.hv, mapping)
+    }
+
+    /// Writes hot-added `range` into a direct DDW (see [`PeDma::map_hot_added`]).
+    pub fn map_hot_added(&mut self, range: PhysRange, multi_tce: MultiTce) -> Result<HotRam, MapError> {
+        self.dma.map_hot_added(&mut self.hv, range, multi_tce)
+    }
+
+    /// Clears `range`, about to be removed, from a direct DDW (see [`PeDma::clear_hot_removed`]).
+    pub fn clear_hot_removed(&mut self, range: PhysRange, multi_tce: MultiTce) -> Result<HotRam, MapError> {
+        self.dma.clear_hot_removed(&mut self.hv, range, multi_tce)
     }
 
     /// The hypervisor interface, for the model's inspection in host tests.

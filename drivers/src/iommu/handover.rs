@@ -17,6 +17,7 @@
 //!   cleared too (reset need not clear the table: Linux `spapr_tce_take_ownership`) — and the usual [`enable_ddw`] runs on
 //!   the clean PE.
 
+use alloc::boxed::Box;
 use core::fmt;
 
 use super::ddw::{
@@ -156,7 +157,7 @@ pub enum TakeOverError {
         /// The old window, still in the hypervisor, cleared.
         window: Liobn,
         /// Why it could not be used again.
-        reuse: MapError,
+        reuse: Box<MapError>,
     },
 }
 
@@ -256,7 +257,11 @@ pub fn take_over(
                         }
                         Ok(TakeOver::Replaced { .. }) => {}
                         Err(reuse) if found.slot == 0 => {
-                            return Err(TakeOverError::Stuck { restore, window: window.liobn(), reuse });
+                            return Err(TakeOverError::Stuck {
+                                restore,
+                                window: window.liobn(),
+                                reuse: Box::new(reuse),
+                            });
                         }
                         Err(_) => {}
                     }

@@ -1,0 +1,432 @@
+//! Memory DLPAR: LMBs taken into the partition and given back while the kernel runs, with
+//! every direct DMA window kept exact.
+//!
+//! Add (Linux `hotplug-memory.c:dlpar_memory_add_by_ic`, `dlpar_add_lmb`): per LMB, acquire its
+//! DRC ([`acquire_logical`]), then write its TCEs into every direct DDW; if that fails the LMB
+//! is released again, so memory is never ours without being mapped. Remove
+//! (`dlpar_memory_remove_by_ic`, `dlpar_remove_lmb`): an LMB the kernel still uses is refused
+//! (the DRC is unisolated again, which QEMU turns into `DEVICE_UNPLUG_GUEST_ERROR`); otherwise
+//! its TCEs are cleared from every direct DDW and the DRC released. If the release fails the
+//! TCEs are written back: the memory stays ours and reachable as before.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::drc::{acquire_logical, refuse_remove, release_logical, DrcCalls, DrcIndex};
+use super::event::Identifier;
+use crate::addr::PhysRange;
+use crate::devtree::hotplug::LmbTable;
+use crate::dma::HotRam;
+
+/// What the DMA side must do for memory that comes and goes (the kernel implements it over
+/// its PEs).
+pub trait MemoryDma {
+    /// Maps hot-added `range` into every direct DDW. On failure nothing stays mapped.
+    fn map_added(&mut self, range: PhysRange) -> Result<Vec<(usize, HotRam)>, String>;
+    /// Clears `range` from every direct DDW.
+    fn clear_removed(&mut self, range: PhysRange) -> Result<Vec<(usize, HotRam)>, String>;
+    /// Why `range` cannot leave now (kernel memory, a live buffer), if it cannot.
+    fn in_use(&self, range: PhysRange) -> Option<String>;
+}
+
+/// The partition's LMBs and which of them it owns now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Memory {
+    table: LmbTable,
+    owned: Vec<bool>,
+}
+
+impl Memory {
+    /// From the boot tree's table: the LMBs flagged assigned are owned.
+    pub fn new(table: LmbTable) -> Self {
+        let owned = table.lmbs.iter().map(|l| l.is_assigned()).collect();
+        Memory { table, owned }
+    }
+
+    /// The table.
+    pub fn table(&self) -> &LmbTable {
+        &self.table
+    }
+
+    /// The hot-pluggable ranges owned now (boot RAM outside the table is not listed).
+    pub fn owned_ranges(&self) -> Vec<PhysRange> {
+        let mut ranges: Vec<PhysRange> = Vec::new();
+        for (lmb, _) in self.table.lmbs.iter().zip(&self.owned).filter(|(l, o)| **o && l.is_hotpluggable()) {
+            let range = self.table.range(lmb);
+            match ranges.last_mut() {
+                Some(last) if last.end() == range.base.get() => last.size += range.size,
+                _ => ranges.push(range),
+            }
+        }
+        ranges
+    }
+
+    fn index_of(&self, drc: DrcIndex) -> Option<usize> {
+        self.table.lmbs.iter().position(|l| l.drc == drc.0)
+    }
+}
+
+/// What became of one LMB.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LmbOutcome {
+    /// Taken and mapped.
+    Added {
+        /// The DRC.
+        drc: DrcIndex,
+        /// Its memory.
+        range: PhysRange,
+        /// Each PE's window change.
+        windows: Vec<(usize, HotRam)>,
+    },
+    /// Not taken; the DRC is as it was.
+    AddFailed {
+        /// The DRC.
+        drc: DrcIndex,
+        /// Why, in words.
+        why: String,
+    },
+    /// Unmapped and given back.
+    Removed {
+        /// The DRC.
+        drc: DrcIndex,
+        /// Its memory.
+        range: PhysRange,
+        /// Each PE's window change.
+        windows: Vec<(usize, HotRam)>,
+    },
+    /// Kept: the remove was refused (or could not complete); the memory stays ours and mapped.
+    Kept {
+        /// The DRC.
+        drc: DrcIndex,
+        /// Why, in words.
+        why: String,
+    },
+}
+
+impl fmt::Display for LmbOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LmbOutcome::Added { drc, range, .. } => {
+                write!(f, "LMB {drc} ({:#x}+{:#x}) added", range.base.get(), range.size)
+            }
+            LmbOutcome::AddFailed { drc, why } => write!(f, "LMB {drc} not added: {why}"),
+            LmbOutcome::Removed { drc, range, .. } => {
+                write!(f, "LMB {drc} ({:#x}+{:#x}) removed", range.base.get(), range.size)
+            }
+            LmbOutcome::Kept { drc, why } => write!(f, "LMB {drc} kept: {why}"),
+        }
+    }
+}
+
+/// Handles a memory-add event for `id`.
+pub fn add(
+    memory: &mut Memory,
+    id: Identifier,
+    drcs: &mut impl DrcCalls,
+    dma: &mut impl MemoryDma,
+) -> Vec<LmbOutcome> {
+    let mut outcomes = Vec::new();
+    match id {
+        Identifier::Index(first) => add_indexed(memory, first, 1, drcs, dma, &mut outcomes),
+        Identifier::CountIndexed { count, first } => {
+            add_indexed(memory, first, count, drcs, dma, &mut outcomes)
+        }
+        Identifier::Count(count) => {
+            // Only a count (no hot-plug CAS bit): take the first LMBs that can be taken. QEMU's
+            // sensor reads "unusable" for an LMB without memory too; allocating one fails and is
+            // undone, so the next is tried.
+            let mut taken = 0;
+            let candidates: Vec<DrcIndex> = memory
+                .table
+                .lmbs
+                .iter()
+                .zip(&memory.owned)
+                .filter(|(l, owned)| !**owned && l.is_hotpluggable())
+                .map(|(l, _)| DrcIndex(l.drc))
+                .collect();
+            for drc in candidates {
+                if taken == count {
+                    break;
+                }
+                if let outcome @ LmbOutcome::Added { .. } = add_one(memory, drc, drcs, dma) {
+                    taken += 1;
+                    outcomes.push(outcome);
+                }
+            }
+            if taken < count {
+                let why = format!("only {taken} of the {count} LMBs asked for could be taken");
+                outcomes.push(LmbOutcome::AddFailed { drc: DrcIndex(0), why });
+            }
+        }
+    }
+    outcomes
+}
+
+fn indexes(first: u32, count: u32) -> impl Iterator<Item = DrcIndex> {
+    (0..count).map_while(move |i| first.checked_add(i)).map(DrcIndex)
+}
+
+fn add_indexed(
+    memory: &mut Memory,
+    first: u32,
+    count: u32,
+    drcs: &mut impl DrcCalls,
+    dma: &mut impl MemoryDma,
+    outcomes: &mut Vec<LmbOutcome>,
+) {
+    for drc in indexes(first, count) {
+        outcomes.push(add_one(memory, drc, drcs, dma));
+    }
+}
+
+fn add_one(
+    memory: &mut Memory,
+    drc: DrcIndex,
+    drcs: &mut impl DrcCalls,
+    dma: &mut impl MemoryDma,
+) -> LmbOutcome {
+    let Some(i) = memory.index_of(drc) else {
+        return LmbOutcome::AddFailed { drc, why: String::from("no such LMB in the boot tree's table") };
+    };
+    let lmb = memory.table.lmbs[i];
+    if memory.owned[i] {
+        return LmbOutcome::AddFailed { drc, why: String::from("the LMB is already this partition's") };
+    }
+    if !lmb.is_hotpluggable() {
+        return LmbOutcome::AddFailed {
+            drc,
+            why: format!("the LMB's flags {:#x} mark it reserved", lmb.flags),
+        };
+    }
+    let range = memory.table.range(&lmb);
+    if let Err(error) = acquire_logical(drcs, drc) {
+        return LmbOutcome::AddFailed { drc, why: format!("{error}") };
+    }
+    match dma.map_added(range) {
+        Ok(windows) => {
+            memory.owned[i] = true;
+            LmbOutcome::Added { drc, range, windows }
+        }
+        Err(why) => {
+            let release = match release_logical(drcs, drc) {
+                Ok(()) => String::from("it was given back"),
+                Err(error) => format!("giving it back failed too: {error}"),
+            };
+            LmbOutcome::AddFailed { drc, why: format!("mapping it for DMA failed: {why}; {release}") }
+        }
+    }
+}
+
+/// Handles a memory-remove event for `id` (a count without indexes names no LMB: refused).
+pub fn remove(
+    memory: &mut Memory,
+    id: Identifier,
+    drcs: &mut impl DrcCalls,
+    dma: &mut impl MemoryDma,
+) -> Vec<LmbOutcome> {
+    let (first, count) = match id {
+        Identifier::Index(first) => (first, 1),
+        Identifier::CountIndexed { count, first } => (first, count),
+        Identifier::Count(count) => {
+            let why = format!("a remove of {count} LMBs that names none is not handled");
+            return alloc::vec![LmbOutcome::Kept { drc: DrcIndex(0), why }];
+        }
+    };
+    indexes(first, count).map(|drc| remove_one(memory, drc, drcs, dma)).collect()
+}
+
+fn remove_one(
+    memory: &mut Memory,
+    drc: DrcIndex,
+    drcs: &mut impl DrcCalls,
+    dma: &mut impl MemoryDma,
+) -> LmbOutcome {
+    let Some(i) = memory.index_of(drc).filter(|&i| memory.owned[i]) else {
+        return LmbOutcome::Kept {
+            drc,
+            why: String::from("the LMB is not this partition's: nothing to remove"),
+        };
+    };
+    let range = memory.table.range(&memory.table.lmbs[i]);
+    let refuse = |drcs: &mut _, why: String| {
+        let why = match refuse_remove(drcs, drc) {
+            Ok(()) => why,
+            Err(error) => format!("{why}; telling the platform failed: {error}"),
+        };
+        LmbOutcome::Kept { drc, why }
+    };
+    if let Some(why) = dma.in_use(range) {
+        return refuse(drcs, format!("refused: {why}"));
+    }
+    let windows = match dma.clear_removed(range) {
+        Ok(windows) => windows,
+        Err(why) => {
+            let restored = restore(dma, range);
+            return refuse(drcs, format!("clearing its TCEs failed: {why}; {restored}"));
+        }
+    };
+    match release_logical(drcs, drc) {
+        Ok(()) => {
+            memory.owned[i] = false;
+            LmbOutcome::Removed { drc, range, windows }
+        }
+        Err(error) => {
+            let restored = restore(dma, range);
+            LmbOutcome::Kept { drc, why: format!("releasing it failed: {error}; {restored}") }
+        }
+    }
+}
+
+/// Maps `range` again after a remove that did not complete.
+fn restore(dma: &mut impl MemoryDma, range: PhysRange) -> String {
+    match dma.map_added(range) {
+        Ok(_) => String::from("its TCEs were written back"),
+        Err(why) => format!("writing its TCEs back failed: {why} (it is not used for DMA)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::PhysAddr;
+    use crate::devtree::hotplug::{Lmb, LMB_ASSIGNED, LMB_DRC_INVALID, LMB_RESERVED};
+    use crate::dlpar::drc::tests::FakeDrcs;
+    use crate::dlpar::drc::{DrcCall, Indicator, IndicatorState};
+    use crate::iommu::map::MapStats;
+    use alloc::vec;
+
+    const LMB: u64 = 0x1000_0000;
+
+    /// 2 GiB boot RAM (reserved in the table), then 6 free LMBs from 2 GiB.
+    fn memory() -> Memory {
+        let mut lmbs: Vec<Lmb> = (0..8)
+            .map(|i| Lmb { drc: i, base: i as u64 * LMB, flags: LMB_RESERVED | LMB_DRC_INVALID })
+            .collect();
+        lmbs.extend((8..14).map(|i| Lmb { drc: 0x8000_0000 | i, base: i as u64 * LMB, flags: 0 }));
+        Memory::new(LmbTable { lmb_size: LMB, lmbs })
+    }
+
+    #[derive(Default)]
+    struct Dma {
+        mapped: Vec<PhysRange>,
+        fail_map: bool,
+        fail_clear: bool,
+        busy: Option<PhysRange>,
+    }
+
+    impl MemoryDma for Dma {
+        fn map_added(&mut self, range: PhysRange) -> Result<Vec<(usize, HotRam)>, String> {
+            if self.fail_map {
+                return Err("H_PUT_TCE_INDIRECT failed with status -1".into());
+            }
+            self.mapped.push(range);
+            let stats = MapStats { tces: range.size >> 24, indirect_calls: 1, ..MapStats::default() };
+            Ok(vec![(0, HotRam::Direct { liobn: crate::addr::Liobn(0x8000_0001), stats })])
+        }
+        fn clear_removed(&mut self, range: PhysRange) -> Result<Vec<(usize, HotRam)>, String> {
+            if self.fail_clear {
+                return Err("H_STUFF_TCE failed with status -1".into());
+            }
+            self.mapped.retain(|r| *r != range);
+            Ok(vec![(0, HotRam::NoDdw)])
+        }
+        fn in_use(&self, range: PhysRange) -> Option<String> {
+            self.busy.filter(|b| b.base == range.base).map(|_| "a DMA buffer lives in it".into())
+        }
+    }
+
+    fn range(i: u64) -> PhysRange {
+        PhysRange { base: PhysAddr(i * LMB), size: LMB }
+    }
+
+    #[test]
+    fn a_dimm_is_taken_mapped_and_given_back() {
+        let (mut memory, mut drcs, mut dma) = (memory(), FakeDrcs::default(), Dma::default());
+        let added =
+            add(&mut memory, Identifier::CountIndexed { count: 4, first: 0x8000_0008 }, &mut drcs, &mut dma);
+        assert!(added.iter().all(|o| matches!(o, LmbOutcome::Added { .. })), "{added:?}");
+        assert_eq!(dma.mapped, [range(8), range(9), range(10), range(11)]);
+        assert_eq!(memory.owned_ranges(), [PhysRange { base: PhysAddr(8 * LMB), size: 4 * LMB }]);
+        let removed = remove(
+            &mut memory,
+            Identifier::CountIndexed { count: 4, first: 0x8000_0008 },
+            &mut drcs,
+            &mut dma,
+        );
+        assert!(removed.iter().all(|o| matches!(o, LmbOutcome::Removed { .. })), "{removed:?}");
+        assert!(dma.mapped.is_empty());
+        assert!(memory.owned_ranges().is_empty());
+        assert!(drcs.state.values().all(|&s| s == 1), "every DRC back to unusable: {:?}", drcs.state);
+    }
+
+    #[test]
+    fn a_count_only_add_takes_free_lmbs_in_order() {
+        let (mut memory, mut drcs, mut dma) = (memory(), FakeDrcs::default(), Dma::default());
+        let added = add(&mut memory, Identifier::Count(2), &mut drcs, &mut dma);
+        assert_eq!(added.len(), 2, "{added:?}");
+        assert_eq!(dma.mapped, [range(8), range(9)]);
+    }
+
+    #[test]
+    fn memory_that_cannot_be_mapped_is_given_back() {
+        let (mut memory, mut drcs) = (memory(), FakeDrcs::default());
+        let mut dma = Dma { fail_map: true, ..Dma::default() };
+        let added = add(&mut memory, Identifier::Index(0x8000_0008), &mut drcs, &mut dma);
+        let [LmbOutcome::AddFailed { why, .. }] = added.as_slice() else { panic!("{added:?}") };
+        assert!(why.contains("mapping it for DMA failed") && why.contains("given back"), "{why}");
+        assert_eq!(drcs.state[&0x8000_0008], 1);
+        assert!(memory.owned_ranges().is_empty());
+    }
+
+    #[test]
+    fn memory_in_use_is_refused_and_a_failed_release_is_mapped_again() {
+        let (mut memory, mut drcs, mut dma) = (memory(), FakeDrcs::default(), Dma::default());
+        add(&mut memory, Identifier::CountIndexed { count: 2, first: 0x8000_0008 }, &mut drcs, &mut dma);
+        dma.busy = Some(range(8));
+        let out = remove(&mut memory, Identifier::Index(0x8000_0008), &mut drcs, &mut dma);
+        let [LmbOutcome::Kept { why, .. }] = out.as_slice() else { panic!("{out:?}") };
+        assert!(why.contains("a DMA buffer lives in it"), "{why}");
+        assert_eq!(
+            drcs.calls.last(),
+            Some(&DrcCall::SetIndicator(Indicator::Isolation, DrcIndex(0x8000_0008), IndicatorState::On)),
+            "the platform is told by unisolating"
+        );
+        assert!(dma.mapped.contains(&range(8)));
+        // The isolate of the second LMB fails: its TCEs are written back.
+        drcs.fail_at = Some(drcs.calls.len() + 1);
+        let out = remove(&mut memory, Identifier::Index(0x8000_0009), &mut drcs, &mut dma);
+        let [LmbOutcome::Kept { why, .. }] = out.as_slice() else { panic!("{out:?}") };
+        assert!(why.contains("releasing it failed") && why.contains("written back"), "{why}");
+        assert!(dma.mapped.contains(&range(9)));
+        assert_eq!(memory.owned_ranges().len(), 1);
+    }
+
+    #[test]
+    fn unknown_reserved_and_foreign_lmbs_are_reported() {
+        let (mut memory, mut drcs, mut dma) = (memory(), FakeDrcs::default(), Dma::default());
+        let out = add(&mut memory, Identifier::Index(0x8000_0100), &mut drcs, &mut dma);
+        assert!(
+            matches!(&out[0], LmbOutcome::AddFailed { why, .. } if why.contains("no such LMB")),
+            "{out:?}"
+        );
+        let out = add(&mut memory, Identifier::Index(3), &mut drcs, &mut dma);
+        assert!(matches!(&out[0], LmbOutcome::AddFailed { why, .. } if why.contains("reserved")), "{out:?}");
+        let out = remove(&mut memory, Identifier::Index(0x8000_000a), &mut drcs, &mut dma);
+        assert!(
+            matches!(&out[0], LmbOutcome::Kept { why, .. } if why.contains("not this partition's")),
+            "{out:?}"
+        );
+        assert!(drcs.calls.is_empty(), "no DRC call for any of them: {:?}", drcs.calls);
+        // A huge count near the end of the index space stops at u32::MAX.
+        let out = add(
+            &mut memory,
+            Identifier::CountIndexed { count: u32::MAX, first: u32::MAX - 1 },
+            &mut drcs,
+            &mut dma,
+        );
+        assert_eq!(out.len(), 2);
+        let _ = LMB_ASSIGNED;
+    }
+}
