@@ -14,7 +14,9 @@
 //!   buffer, instead of directly;
 //! - `warm-restart=reuse` / `warm-restart=remove` (run the whole DMA set-up a second time, as
 //!   a kexec'd kernel would find things, reusing or removing the window the first run left);
-//! - `mmu=on` (the default) / `mmu=off` (stay in real mode).
+//! - `mmu=on` (the default) / `mmu=off` (stay in real mode);
+//! - `serve` (keep running after the self-test: handle memory hot-plug and EPOW events until a
+//!   power-off is asked for).
 //!
 //! Unknown words are reported, not fatal. A key given twice with different values is a
 //! contradiction, reported in [`Args::conflicts`]; the kernel refuses to guess.
@@ -102,10 +104,23 @@ pub struct Args {
     pub warm_restart: Option<WarmPolicy>,
     /// `ddw-max=`: the largest DDW to create, in bytes.
     pub ddw_max: Option<u64>,
+    /// `serve`: keep running after the self-test, handling hot-plug and power events.
+    pub serve: ServeMode,
     /// Words that were not understood.
     pub unknown: Vec<String>,
     /// Keys given more than once with different values, as sentences.
     pub conflicts: Vec<String>,
+}
+
+/// What the kernel does after the self-test.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServeMode {
+    /// Power off (the default).
+    #[default]
+    PowerOff,
+    /// Keep running: poll for hot-plug and EPOW events and handle each until a power-off is
+    /// asked for (`serve`).
+    Serve,
 }
 
 /// Keeps the first value of a key and records a contradiction for a different second one.
@@ -134,6 +149,7 @@ impl Args {
         let mut mmu = None;
         let mut warm = None;
         let mut ddw_max = None;
+        let mut serve = ServeMode::PowerOff;
         for word in line.split_ascii_whitespace() {
             if let Some(size) = word.strip_prefix("ddw-max=") {
                 match parse_size(size) {
@@ -158,6 +174,7 @@ impl Args {
                 "ddw=single-fail-map" => {
                     set(&mut ddw, DdwPolicy::SingleWindowFailingMap, "ddw=single-fail-map", &mut conflicts)
                 }
+                "serve" => serve = ServeMode::Serve,
                 "mmu=on" => set(&mut mmu, MmuPolicy::On, "mmu=on", &mut conflicts),
                 "mmu=off" => set(&mut mmu, MmuPolicy::Off, "mmu=off", &mut conflicts),
                 "warm-restart=reuse" => {
@@ -175,6 +192,7 @@ impl Args {
             mmu: mmu.map_or(MmuPolicy::On, |(m, _)| m),
             warm_restart: warm.map(|(w, _)| w),
             ddw_max: ddw_max.map(|(b, _)| b),
+            serve,
             unknown,
             conflicts,
         }
@@ -218,6 +236,8 @@ mod tests {
         assert!(DdwPolicy::SingleWindowFailingCreate.forces_single_window());
         assert_eq!(Args::parse("ddw=single-fail-map").ddw, DdwPolicy::SingleWindowFailingMap);
         assert!(DdwPolicy::SingleWindowFailingMap.forces_single_window());
+        assert_eq!(Args::parse("serve").serve, ServeMode::Serve);
+        assert_eq!(Args::parse("").serve, ServeMode::PowerOff);
         assert!(!DdwPolicy::Off.forces_single_window());
         // The same word twice is no contradiction.
         let twice = Args::parse("ddw=off ddw=off");

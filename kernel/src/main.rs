@@ -26,6 +26,7 @@ mod logger;
 mod pci_config;
 mod pci_scan;
 mod report;
+mod serve;
 mod system;
 
 use alloc::vec::Vec;
@@ -35,7 +36,7 @@ use arch_ppc64::{console, cpu, println};
 use boundary::firmware::{claim_heap, handed_over_fdt, open_firmware, place_heap, qemu_rtas};
 use boundary::memory::{heap_region, Reserved};
 use boundary::rtas::Firmware;
-use drivers::cmdline::{Args, TestMode};
+use drivers::cmdline::{Args, ServeMode, TestMode};
 use drivers::devtree::platform::Platform;
 
 /// The boot timeline: `boot.t.<step>=<timebase ticks since the first Rust instruction>`.
@@ -114,7 +115,7 @@ fn boot(handoff: BootHandoff) -> ! {
         exit::fail(format_args!("the kernel command line contradicts itself: {conflict}"));
     }
     // From here on no MMIO is touched in real mode.
-    boundary::mmu::enable(&platform, args.mmu);
+    let mmu = boundary::mmu::enable(&platform, args.mmu);
     timeline.mark("mmu");
     let hz = platform.cpus.timebase_hz.unwrap_or(512_000_000).max(1);
     let mut phbs = pci_scan::scan_all(&platform, booted.firmware);
@@ -128,6 +129,9 @@ fn boot(handoff: BootHandoff) -> ! {
         exit::fail(format_args!(
             "the DMA self-test failed on {failures} device(s); see the status lines above"
         ));
+    }
+    if args.serve == ServeMode::Serve {
+        serve::serve(&platform, booted.firmware, &phbs, mmu, hz);
     }
     let ticks = cpu::timebase().wrapping_sub(handoff.timebase());
     kv!("boot.ticks", "{}", ticks);

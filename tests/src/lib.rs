@@ -13,5 +13,6 @@ pub mod image;
 pub mod kv;
 pub mod kvm;
 pub mod qemu;
+pub mod qmp;
 pub mod summary;
 pub mod trace;

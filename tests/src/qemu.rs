@@ -94,6 +94,7 @@ pub struct Scenario {
     timeout: Duration,
     trace: Vec<String>,
     disks: Vec<Disk>,
+    qmp: bool,
 }
 
 impl Scenario {
@@ -114,7 +115,14 @@ impl Scenario {
             timeout: firmware.default_timeout(),
             trace: DEFAULT_TRACE.iter().map(|s| s.to_string()).collect(),
             disks: Vec::new(),
+            qmp: false,
         }
+    }
+
+    /// Opens a QMP socket (`qmp.sock` in the scenario's directory) for [`Scenario::run_driven`].
+    pub fn qmp(mut self) -> Self {
+        self.qmp = true;
+        self
     }
 
     /// `-m` value, e.g. `2G` or `2G,maxmem=8G,slots=2`.
@@ -281,6 +289,12 @@ impl Scenario {
             let file = path_arg(&dir.join(format!("{}.img", disk.id))).replace(',', ",,");
             args.extend(["-drive".into(), format!("file={file},if=none,id={},format=raw", disk.id)]);
         }
+        if self.qmp {
+            args.extend([
+                "-qmp".into(),
+                format!("unix:{},server=on,wait=off", path_arg(&dir.join("qmp.sock"))),
+            ]);
+        }
         args.extend(self.args.iter().cloned());
         // PSERIES_TEST_CPU runs the whole matrix on another CPU model (POWER8, POWER10, …),
         // unless the scenario chose one itself.
@@ -301,6 +315,16 @@ impl Scenario {
     /// console, the trace and the report. Panics only on harness problems (QEMU missing,
     /// directory not writable, name clash, `-append` with `-bios`).
     pub fn run_with(&self, kernel: &Artifacts) -> Outcome {
+        self.run_driven_with(kernel, |_| {}).outcome
+    }
+
+    /// Boots QEMU and, while it runs, lets `drive` wait for console lines and send QMP commands
+    /// (see [`Session`]); then waits for QEMU to exit or for the timeout, as [`Scenario::run`].
+    pub fn run_driven(&self, drive: impl FnOnce(&mut Session)) -> Driven {
+        self.run_driven_with(kernel_artifacts(), drive)
+    }
+
+    fn run_driven_with(&self, kernel: &Artifacts, drive: impl FnOnce(&mut Session)) -> Driven {
         assert!(
             !(self.firmware == Firmware::Bios && self.append.is_some()),
             "scenario {}: QEMU refuses -append without -kernel, so the bios path takes no \
@@ -329,12 +353,21 @@ impl Scenario {
         let command_line = record_command(&qemu, &args, &dir);
         let console_path = dir.join("console.log");
         let trace_path = dir.join("trace.log");
-        let (status, timed_out, wall) = run_logged(&qemu, &args, &console_path, self.timeout);
+        let mut session = Session {
+            console: console_path.clone(),
+            qmp_path: dir.join("qmp.sock"),
+            qmp: None,
+            deadline: Instant::now() + self.timeout,
+            errors: Vec::new(),
+        };
+        let (status, timed_out, wall) =
+            run_logged_driven(&qemu, &args, &console_path, self.timeout, || drive(&mut session));
+        let events = session.qmp.as_ref().map(|q| q.events.clone()).unwrap_or_default();
 
         let console = read_lossy(&console_path);
         let trace = read_lossy(&trace_path);
         let kv = Kv::parse(&console);
-        Outcome {
+        let outcome = Outcome {
             name: self.name.clone(),
             firmware: self.firmware,
             dir,
@@ -347,7 +380,82 @@ impl Scenario {
             trace,
             wall,
             kv,
+        };
+        Driven { outcome, errors: session.errors, events }
+    }
+}
+
+/// A driven boot's results: the boot, what the driver found wrong, the QMP events seen.
+pub struct Driven {
+    /// The boot.
+    pub outcome: Outcome,
+    /// Failures the driver recorded (a console line or QMP event that never came, a refused
+    /// command), in order.
+    pub errors: Vec<String>,
+    /// Every QMP event received.
+    pub events: Vec<serde_json::Value>,
+}
+
+impl Driven {
+    /// Fails the test with the console's tail if the driver recorded a failure.
+    pub fn expect_driven(&self) -> &Outcome {
+        if !self.errors.is_empty() {
+            self.outcome.fail(&format!("driving the guest failed: {}", self.errors.join("; ")));
         }
+        &self.outcome
+    }
+}
+
+/// A running guest, as the driver of [`Scenario::run_driven`] sees it.
+pub struct Session {
+    console: PathBuf,
+    qmp_path: PathBuf,
+    qmp: Option<crate::qmp::Qmp>,
+    deadline: Instant,
+    errors: Vec<String>,
+}
+
+impl Session {
+    /// Waits until the console contains `needle` (the scenario's timeout bounds it); `false`,
+    /// with the failure recorded, if it never does.
+    pub fn wait_console(&mut self, needle: &str) -> bool {
+        while Instant::now() < self.deadline {
+            if read_lossy(&self.console).contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.errors.push(format!("the console never showed {needle:?}"));
+        false
+    }
+
+    /// Runs a QMP command (connecting first if needed); `None`, with the failure recorded, if
+    /// it failed.
+    pub fn execute(&mut self, command: &str, arguments: serde_json::Value) -> Option<serde_json::Value> {
+        let result = self.qmp_session().and_then(|q| q.execute(command, arguments));
+        result.map_err(|e| self.errors.push(format!("QMP {command}: {e}"))).ok()
+    }
+
+    /// Waits for QMP event `name` with `data.device == device` (any device for `None`).
+    pub fn wait_event(&mut self, name: &str, device: Option<&str>) -> Option<serde_json::Value> {
+        let timeout = self.deadline.saturating_duration_since(Instant::now());
+        let result = self
+            .qmp_session()
+            .and_then(|q| q.wait_event(name, |data| device.is_none_or(|d| data["device"] == d), timeout));
+        result.map_err(|e| self.errors.push(e)).ok()
+    }
+
+    fn qmp_session(&mut self) -> Result<&mut crate::qmp::Qmp, String> {
+        if self.qmp.is_none() {
+            let timeout = self.deadline.saturating_duration_since(Instant::now());
+            self.qmp = Some(crate::qmp::Qmp::connect(&self.qmp_path, timeout)?);
+        }
+        Ok(self.qmp.as_mut().expect("connected above"))
+    }
+
+    /// Records a failure found while driving.
+    pub fn fail(&mut self, message: String) {
+        self.errors.push(message);
     }
 }
 
@@ -539,6 +647,18 @@ pub fn run_logged(
     log: &Path,
     timeout: Duration,
 ) -> (Option<ExitStatus>, bool, Duration) {
+    run_logged_driven(program, args, log, timeout, || {})
+}
+
+/// As [`run_logged`], calling `drive` once the program has started (the timeout still applies
+/// from the start).
+pub fn run_logged_driven(
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    timeout: Duration,
+    drive: impl FnOnce(),
+) -> (Option<ExitStatus>, bool, Duration) {
     let out = File::create(log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
     let err = out.try_clone().unwrap_or_else(|e| panic!("cannot duplicate the log file handle: {e}"));
     let start = Instant::now();
@@ -549,6 +669,7 @@ pub fn run_logged(
         .stderr(err)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    drive();
     let (status, timed_out) = loop {
         match child.try_wait() {
             Ok(Some(status)) => break (Some(status), false),

@@ -146,6 +146,24 @@ pub trait DrcCalls {
     fn configure(&mut self, drc: DrcIndex) -> Result<(), DrcError>;
 }
 
+/// Most `ibm,configure-connector` calls one configuration may take (QEMU: 5 for an LMB, 27 for
+/// an empty PHB; a PHB with devices more) before it is declared stuck.
+pub const MAX_CONFIGURE_CALLS: u32 = 4096;
+
+/// Runs `ibm,configure-connector` (`call` makes one call and returns its status) until it
+/// answers 0: statuses 1–4 (next sibling, child, property, parent) and busy (−2, 990x) go on;
+/// 5 (needs more memory) and every other status are errors. Returns the number of calls.
+pub fn configure_to_completion(drc: DrcIndex, mut call: impl FnMut() -> i32) -> Result<u32, DrcError> {
+    for calls in 1..=MAX_CONFIGURE_CALLS {
+        match call() {
+            0 => return Ok(calls),
+            1..=4 | -2 | 9900..=9905 => {}
+            status => return Err(DrcError { call: DrcCall::Configure(drc), status }),
+        }
+    }
+    Err(DrcError { call: DrcCall::Configure(drc), status: 4 })
+}
+
 /// Takes a logical resource (an LMB, a PHB) into the partition: the sensor must read
 /// "unusable", then allocation-state usable, isolation-state unisolate, and configure-connector
 /// to completion (QEMU never lets an LMB left unisolated and unconfigured be isolated again).
@@ -308,6 +326,18 @@ pub(crate) mod tests {
         let error = acquire_logical(&mut drcs, LMB).unwrap_err();
         assert_eq!(error, AcquireError::NotAvailable { drc: LMB, sense: EntitySense::Present });
         assert_eq!(drcs.calls.len(), 1, "nothing but the sensor");
+    }
+
+    #[test]
+    fn configure_runs_to_completion_or_names_the_status() {
+        let mut answers = [2, 3, 3, -2, 4, 0].into_iter();
+        assert_eq!(configure_to_completion(LMB, || answers.next().unwrap()), Ok(6));
+        let mut answers = [2, 3, -9003].into_iter();
+        assert_eq!(
+            configure_to_completion(LMB, || answers.next().unwrap()),
+            Err(DrcError { call: DrcCall::Configure(LMB), status: -9003 })
+        );
+        assert!(configure_to_completion(LMB, || 3).is_err(), "a configuration that never ends is stuck");
     }
 
     #[test]

@@ -77,8 +77,6 @@ pub enum LmbOutcome {
         drc: DrcIndex,
         /// Its memory.
         range: PhysRange,
-        /// Each PE's window change.
-        windows: Vec<(usize, HotRam)>,
     },
     /// Not taken; the DRC is as it was.
     AddFailed {
@@ -93,8 +91,6 @@ pub enum LmbOutcome {
         drc: DrcIndex,
         /// Its memory.
         range: PhysRange,
-        /// Each PE's window change.
-        windows: Vec<(usize, HotRam)>,
     },
     /// Kept: the remove was refused (or could not complete); the memory stays ours and mapped.
     Kept {
@@ -108,16 +104,41 @@ pub enum LmbOutcome {
 impl fmt::Display for LmbOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LmbOutcome::Added { drc, range, .. } => {
+            LmbOutcome::Added { drc, range } => {
                 write!(f, "LMB {drc} ({:#x}+{:#x}) added", range.base.get(), range.size)
             }
             LmbOutcome::AddFailed { drc, why } => write!(f, "LMB {drc} not added: {why}"),
-            LmbOutcome::Removed { drc, range, .. } => {
+            LmbOutcome::Removed { drc, range } => {
                 write!(f, "LMB {drc} ({:#x}+{:#x}) removed", range.base.get(), range.size)
             }
             LmbOutcome::Kept { drc, why } => write!(f, "LMB {drc} kept: {why}"),
         }
     }
+}
+
+/// What one memory event did: each LMB's outcome, and each contiguous span's window changes
+/// (a DIMM's LMBs are mapped or cleared as one span: ⌈TCEs/512⌉ calls, not one batch per LMB).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Per LMB.
+    pub lmbs: Vec<LmbOutcome>,
+    /// Per span mapped (add) or cleared (remove): the span and each PE's change.
+    pub spans: Vec<(PhysRange, Vec<(usize, HotRam)>)>,
+}
+
+/// Consecutive `(drc, range)`s whose ranges touch, as spans.
+fn spans(lmbs: &[(DrcIndex, PhysRange)]) -> Vec<(PhysRange, Vec<(DrcIndex, PhysRange)>)> {
+    let mut out: Vec<(PhysRange, Vec<(DrcIndex, PhysRange)>)> = Vec::new();
+    for &(drc, range) in lmbs {
+        match out.last_mut() {
+            Some((span, members)) if span.end() == range.base.get() => {
+                span.size += range.size;
+                members.push((drc, range));
+            }
+            _ => out.push((range, alloc::vec![(drc, range)])),
+        }
+    }
+    out
 }
 
 /// Handles a memory-add event for `id`.
@@ -126,18 +147,18 @@ pub fn add(
     id: Identifier,
     drcs: &mut impl DrcCalls,
     dma: &mut impl MemoryDma,
-) -> Vec<LmbOutcome> {
-    let mut outcomes = Vec::new();
+) -> MemoryReport {
+    let mut report = MemoryReport::default();
+    let mut acquired = Vec::new();
     match id {
-        Identifier::Index(first) => add_indexed(memory, first, 1, drcs, dma, &mut outcomes),
+        Identifier::Index(first) => acquire_indexed(memory, first, 1, drcs, &mut acquired, &mut report),
         Identifier::CountIndexed { count, first } => {
-            add_indexed(memory, first, count, drcs, dma, &mut outcomes)
+            acquire_indexed(memory, first, count, drcs, &mut acquired, &mut report)
         }
         Identifier::Count(count) => {
             // Only a count (no hot-plug CAS bit): take the first LMBs that can be taken. QEMU's
             // sensor reads "unusable" for an LMB without memory too; allocating one fails and is
             // undone, so the next is tried.
-            let mut taken = 0;
             let candidates: Vec<DrcIndex> = memory
                 .table
                 .lmbs
@@ -147,76 +168,82 @@ pub fn add(
                 .map(|(l, _)| DrcIndex(l.drc))
                 .collect();
             for drc in candidates {
-                if taken == count {
+                if acquired.len() as u32 == count {
                     break;
                 }
-                if let outcome @ LmbOutcome::Added { .. } = add_one(memory, drc, drcs, dma) {
-                    taken += 1;
-                    outcomes.push(outcome);
+                if let Ok(taken) = acquire_one(memory, drc, drcs) {
+                    acquired.push(taken);
                 }
             }
-            if taken < count {
-                let why = format!("only {taken} of the {count} LMBs asked for could be taken");
-                outcomes.push(LmbOutcome::AddFailed { drc: DrcIndex(0), why });
+            if (acquired.len() as u32) < count {
+                let why = format!("only {} of the {count} LMBs asked for could be taken", acquired.len());
+                report.lmbs.push(LmbOutcome::AddFailed { drc: DrcIndex(0), why });
             }
         }
     }
-    outcomes
+    acquired.sort_unstable_by_key(|(_, r)| r.base);
+    for (span, members) in spans(&acquired) {
+        match dma.map_added(span) {
+            Ok(windows) => {
+                for &(drc, range) in &members {
+                    if let Some(i) = memory.index_of(drc) {
+                        memory.owned[i] = true;
+                    }
+                    report.lmbs.push(LmbOutcome::Added { drc, range });
+                }
+                report.spans.push((span, windows));
+            }
+            Err(why) => {
+                for &(drc, _) in &members {
+                    let release = match release_logical(drcs, drc) {
+                        Ok(()) => String::from("it was given back"),
+                        Err(error) => format!("giving it back failed too: {error}"),
+                    };
+                    let why = format!("mapping it for DMA failed: {why}; {release}");
+                    report.lmbs.push(LmbOutcome::AddFailed { drc, why });
+                }
+            }
+        }
+    }
+    report
 }
 
 fn indexes(first: u32, count: u32) -> impl Iterator<Item = DrcIndex> {
     (0..count).map_while(move |i| first.checked_add(i)).map(DrcIndex)
 }
 
-fn add_indexed(
-    memory: &mut Memory,
+fn acquire_indexed(
+    memory: &Memory,
     first: u32,
     count: u32,
     drcs: &mut impl DrcCalls,
-    dma: &mut impl MemoryDma,
-    outcomes: &mut Vec<LmbOutcome>,
+    acquired: &mut Vec<(DrcIndex, PhysRange)>,
+    report: &mut MemoryReport,
 ) {
     for drc in indexes(first, count) {
-        outcomes.push(add_one(memory, drc, drcs, dma));
+        match acquire_one(memory, drc, drcs) {
+            Ok(taken) => acquired.push(taken),
+            Err(why) => report.lmbs.push(LmbOutcome::AddFailed { drc, why }),
+        }
     }
 }
 
-fn add_one(
-    memory: &mut Memory,
+/// Takes one LMB through its DRC; its memory is not mapped yet.
+fn acquire_one(
+    memory: &Memory,
     drc: DrcIndex,
     drcs: &mut impl DrcCalls,
-    dma: &mut impl MemoryDma,
-) -> LmbOutcome {
-    let Some(i) = memory.index_of(drc) else {
-        return LmbOutcome::AddFailed { drc, why: String::from("no such LMB in the boot tree's table") };
-    };
+) -> Result<(DrcIndex, PhysRange), String> {
+    let i = memory.index_of(drc).ok_or("no such LMB in the boot tree's table")?;
     let lmb = memory.table.lmbs[i];
     if memory.owned[i] {
-        return LmbOutcome::AddFailed { drc, why: String::from("the LMB is already this partition's") };
+        return Err(String::from("the LMB is already this partition's"));
     }
     if !lmb.is_hotpluggable() {
-        return LmbOutcome::AddFailed {
-            drc,
-            why: format!("the LMB's flags {:#x} mark it reserved", lmb.flags),
-        };
+        return Err(format!("the LMB's flags {:#x} mark it reserved", lmb.flags));
     }
-    let range = memory.table.range(&lmb);
-    if let Err(error) = acquire_logical(drcs, drc) {
-        return LmbOutcome::AddFailed { drc, why: format!("{error}") };
-    }
-    match dma.map_added(range) {
-        Ok(windows) => {
-            memory.owned[i] = true;
-            LmbOutcome::Added { drc, range, windows }
-        }
-        Err(why) => {
-            let release = match release_logical(drcs, drc) {
-                Ok(()) => String::from("it was given back"),
-                Err(error) => format!("giving it back failed too: {error}"),
-            };
-            LmbOutcome::AddFailed { drc, why: format!("mapping it for DMA failed: {why}; {release}") }
-        }
-    }
+    acquire_logical(drcs, drc).map_err(|error| format!("{error}"))?;
+    Ok((drc, memory.table.range(&lmb)))
 }
 
 /// Handles a memory-remove event for `id` (a count without indexes names no LMB: refused).
@@ -225,58 +252,72 @@ pub fn remove(
     id: Identifier,
     drcs: &mut impl DrcCalls,
     dma: &mut impl MemoryDma,
-) -> Vec<LmbOutcome> {
+) -> MemoryReport {
+    let mut report = MemoryReport::default();
     let (first, count) = match id {
         Identifier::Index(first) => (first, 1),
         Identifier::CountIndexed { count, first } => (first, count),
         Identifier::Count(count) => {
             let why = format!("a remove of {count} LMBs that names none is not handled");
-            return alloc::vec![LmbOutcome::Kept { drc: DrcIndex(0), why }];
+            report.lmbs.push(LmbOutcome::Kept { drc: DrcIndex(0), why });
+            return report;
         }
     };
-    indexes(first, count).map(|drc| remove_one(memory, drc, drcs, dma)).collect()
+    let mut leaving = Vec::new();
+    for drc in indexes(first, count) {
+        let Some(i) = memory.index_of(drc).filter(|&i| memory.owned[i]) else {
+            let why = String::from("the LMB is not this partition's: nothing to remove");
+            report.lmbs.push(LmbOutcome::Kept { drc, why });
+            continue;
+        };
+        let range = memory.table.range(&memory.table.lmbs[i]);
+        match dma.in_use(range) {
+            Some(why) => report.lmbs.push(refuse(drcs, drc, format!("refused: {why}"))),
+            None => leaving.push((drc, range)),
+        }
+    }
+    leaving.sort_unstable_by_key(|(_, r)| r.base);
+    for (span, members) in spans(&leaving) {
+        match dma.clear_removed(span) {
+            Ok(windows) => report.spans.push((span, windows)),
+            Err(why) => {
+                let restored = restore(dma, span);
+                for &(drc, _) in &members {
+                    report.lmbs.push(refuse(
+                        drcs,
+                        drc,
+                        format!("clearing its TCEs failed: {why}; {restored}"),
+                    ));
+                }
+                continue;
+            }
+        }
+        for (drc, range) in members {
+            match release_logical(drcs, drc) {
+                Ok(()) => {
+                    if let Some(i) = memory.index_of(drc) {
+                        memory.owned[i] = false;
+                    }
+                    report.lmbs.push(LmbOutcome::Removed { drc, range });
+                }
+                Err(error) => {
+                    let restored = restore(dma, range);
+                    let why = format!("releasing it failed: {error}; {restored}");
+                    report.lmbs.push(LmbOutcome::Kept { drc, why });
+                }
+            }
+        }
+    }
+    report
 }
 
-fn remove_one(
-    memory: &mut Memory,
-    drc: DrcIndex,
-    drcs: &mut impl DrcCalls,
-    dma: &mut impl MemoryDma,
-) -> LmbOutcome {
-    let Some(i) = memory.index_of(drc).filter(|&i| memory.owned[i]) else {
-        return LmbOutcome::Kept {
-            drc,
-            why: String::from("the LMB is not this partition's: nothing to remove"),
-        };
+/// Refuses the remove of `drc` (the platform is told by unisolating it again).
+fn refuse(drcs: &mut impl DrcCalls, drc: DrcIndex, why: String) -> LmbOutcome {
+    let why = match refuse_remove(drcs, drc) {
+        Ok(()) => why,
+        Err(error) => format!("{why}; telling the platform failed: {error}"),
     };
-    let range = memory.table.range(&memory.table.lmbs[i]);
-    let refuse = |drcs: &mut _, why: String| {
-        let why = match refuse_remove(drcs, drc) {
-            Ok(()) => why,
-            Err(error) => format!("{why}; telling the platform failed: {error}"),
-        };
-        LmbOutcome::Kept { drc, why }
-    };
-    if let Some(why) = dma.in_use(range) {
-        return refuse(drcs, format!("refused: {why}"));
-    }
-    let windows = match dma.clear_removed(range) {
-        Ok(windows) => windows,
-        Err(why) => {
-            let restored = restore(dma, range);
-            return refuse(drcs, format!("clearing its TCEs failed: {why}; {restored}"));
-        }
-    };
-    match release_logical(drcs, drc) {
-        Ok(()) => {
-            memory.owned[i] = false;
-            LmbOutcome::Removed { drc, range, windows }
-        }
-        Err(error) => {
-            let restored = restore(dma, range);
-            LmbOutcome::Kept { drc, why: format!("releasing it failed: {error}; {restored}") }
-        }
-    }
+    LmbOutcome::Kept { drc, why }
 }
 
 /// Maps `range` again after a remove that did not complete.
@@ -346,8 +387,11 @@ mod tests {
         let (mut memory, mut drcs, mut dma) = (memory(), FakeDrcs::default(), Dma::default());
         let added =
             add(&mut memory, Identifier::CountIndexed { count: 4, first: 0x8000_0008 }, &mut drcs, &mut dma);
-        assert!(added.iter().all(|o| matches!(o, LmbOutcome::Added { .. })), "{added:?}");
-        assert_eq!(dma.mapped, [range(8), range(9), range(10), range(11)]);
+        assert!(added.lmbs.iter().all(|o| matches!(o, LmbOutcome::Added { .. })), "{added:?}");
+        // One span for the DIMM's four LMBs: mapped in one go.
+        let dimm = PhysRange { base: PhysAddr(8 * LMB), size: 4 * LMB };
+        assert_eq!(dma.mapped, [dimm]);
+        assert_eq!((added.lmbs.len(), added.spans.len()), (4, 1));
         assert_eq!(memory.owned_ranges(), [PhysRange { base: PhysAddr(8 * LMB), size: 4 * LMB }]);
         let removed = remove(
             &mut memory,
@@ -355,7 +399,8 @@ mod tests {
             &mut drcs,
             &mut dma,
         );
-        assert!(removed.iter().all(|o| matches!(o, LmbOutcome::Removed { .. })), "{removed:?}");
+        assert!(removed.lmbs.iter().all(|o| matches!(o, LmbOutcome::Removed { .. })), "{removed:?}");
+        assert_eq!(removed.spans.len(), 1);
         assert!(dma.mapped.is_empty());
         assert!(memory.owned_ranges().is_empty());
         assert!(drcs.state.values().all(|&s| s == 1), "every DRC back to unusable: {:?}", drcs.state);
@@ -365,8 +410,8 @@ mod tests {
     fn a_count_only_add_takes_free_lmbs_in_order() {
         let (mut memory, mut drcs, mut dma) = (memory(), FakeDrcs::default(), Dma::default());
         let added = add(&mut memory, Identifier::Count(2), &mut drcs, &mut dma);
-        assert_eq!(added.len(), 2, "{added:?}");
-        assert_eq!(dma.mapped, [range(8), range(9)]);
+        assert_eq!(added.lmbs.len(), 2, "{added:?}");
+        assert_eq!(dma.mapped, [PhysRange { base: PhysAddr(8 * LMB), size: 2 * LMB }]);
     }
 
     #[test]
@@ -374,7 +419,7 @@ mod tests {
         let (mut memory, mut drcs) = (memory(), FakeDrcs::default());
         let mut dma = Dma { fail_map: true, ..Dma::default() };
         let added = add(&mut memory, Identifier::Index(0x8000_0008), &mut drcs, &mut dma);
-        let [LmbOutcome::AddFailed { why, .. }] = added.as_slice() else { panic!("{added:?}") };
+        let [LmbOutcome::AddFailed { why, .. }] = added.lmbs.as_slice() else { panic!("{added:?}") };
         assert!(why.contains("mapping it for DMA failed") && why.contains("given back"), "{why}");
         assert_eq!(drcs.state[&0x8000_0008], 1);
         assert!(memory.owned_ranges().is_empty());
@@ -386,20 +431,20 @@ mod tests {
         add(&mut memory, Identifier::CountIndexed { count: 2, first: 0x8000_0008 }, &mut drcs, &mut dma);
         dma.busy = Some(range(8));
         let out = remove(&mut memory, Identifier::Index(0x8000_0008), &mut drcs, &mut dma);
-        let [LmbOutcome::Kept { why, .. }] = out.as_slice() else { panic!("{out:?}") };
+        let [LmbOutcome::Kept { why, .. }] = out.lmbs.as_slice() else { panic!("{out:?}") };
         assert!(why.contains("a DMA buffer lives in it"), "{why}");
         assert_eq!(
             drcs.calls.last(),
             Some(&DrcCall::SetIndicator(Indicator::Isolation, DrcIndex(0x8000_0008), IndicatorState::On)),
             "the platform is told by unisolating"
         );
-        assert!(dma.mapped.contains(&range(8)));
+        assert!(dma.mapped.iter().any(|r| r.base == range(8).base), "{:?}", dma.mapped);
         // The isolate of the second LMB fails: its TCEs are written back.
         drcs.fail_at = Some(drcs.calls.len() + 1);
         let out = remove(&mut memory, Identifier::Index(0x8000_0009), &mut drcs, &mut dma);
-        let [LmbOutcome::Kept { why, .. }] = out.as_slice() else { panic!("{out:?}") };
+        let [LmbOutcome::Kept { why, .. }] = out.lmbs.as_slice() else { panic!("{out:?}") };
         assert!(why.contains("releasing it failed") && why.contains("written back"), "{why}");
-        assert!(dma.mapped.contains(&range(9)));
+        assert!(dma.mapped.contains(&range(9)), "written back: {:?}", dma.mapped);
         assert_eq!(memory.owned_ranges().len(), 1);
     }
 
@@ -408,14 +453,17 @@ mod tests {
         let (mut memory, mut drcs, mut dma) = (memory(), FakeDrcs::default(), Dma::default());
         let out = add(&mut memory, Identifier::Index(0x8000_0100), &mut drcs, &mut dma);
         assert!(
-            matches!(&out[0], LmbOutcome::AddFailed { why, .. } if why.contains("no such LMB")),
+            matches!(&out.lmbs[0], LmbOutcome::AddFailed { why, .. } if why.contains("no such LMB")),
             "{out:?}"
         );
         let out = add(&mut memory, Identifier::Index(3), &mut drcs, &mut dma);
-        assert!(matches!(&out[0], LmbOutcome::AddFailed { why, .. } if why.contains("reserved")), "{out:?}");
+        assert!(
+            matches!(&out.lmbs[0], LmbOutcome::AddFailed { why, .. } if why.contains("reserved")),
+            "{out:?}"
+        );
         let out = remove(&mut memory, Identifier::Index(0x8000_000a), &mut drcs, &mut dma);
         assert!(
-            matches!(&out[0], LmbOutcome::Kept { why, .. } if why.contains("not this partition's")),
+            matches!(&out.lmbs[0], LmbOutcome::Kept { why, .. } if why.contains("not this partition's")),
             "{out:?}"
         );
         assert!(drcs.calls.is_empty(), "no DRC call for any of them: {:?}", drcs.calls);
@@ -426,7 +474,7 @@ mod tests {
             &mut drcs,
             &mut dma,
         );
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.lmbs.len(), 2);
         let _ = LMB_ASSIGNED;
     }
 }

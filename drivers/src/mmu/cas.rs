@@ -16,6 +16,9 @@
 //!   beyond the boot RAM (DIMMs, hot-plug room) in `/ibm,dynamic-reconfiguration-memory`;
 //!   byte 22 bit 0 (0x80): its `ibm,dynamic-memory-v2` form (QEMU `OV5_DRCONF_MEMORY`,
 //!   `OV5_DRMEM_V2`; Linux prom_init asks for both).
+//! - OV5 byte 6 bit 5 (0x04): hot-plug events from the dedicated event source (QEMU
+//!   `OV5_HP_EVT`; Linux asks for it too): memory adds then name their LMBs by DRC index, and
+//!   memory unplug is allowed (QEMU `spapr_memory_hot_unplug_supported`).
 //! - OV5 byte 23: interrupt controller; 0 asks for legacy XICS, which QEMU 7.2's default
 //!   `ic-mode=dual` offers (the kernel polls and takes no external interrupts).
 //!
@@ -62,6 +65,7 @@ pub fn cas_buffer(mmu: CasMmu) -> Vec<u8> {
     }
     let mut ov5 = [0u8; OV5_BYTES];
     ov5[2 - 1] = 0x20;
+    ov5[6 - 1] = 0x04;
     ov5[22 - 1] = 0x80;
     if radix {
         ov5[24 - 1] = 0x40;
@@ -69,7 +73,7 @@ pub fn cas_buffer(mmu: CasMmu) -> Vec<u8> {
     } else {
         // HPT resizing understood: QEMU then keeps the hashed page table it booted with, the
         // size `ibm,pft-size` already told the guest, instead of reallocating it for maxmem.
-        ov5[6 - 1] = 0x01;
+        ov5[6 - 1] |= 0x01;
     }
     buf.push((OV5_BYTES - 1) as u8);
     buf.extend_from_slice(&ov5);
@@ -121,13 +125,14 @@ mod tests {
         assert_eq!(ov5[22], 0, "legacy XICS");
         assert_eq!(vector(&buf, 2), &[0]);
         assert_eq!((ov5[1], ov5[21]), (0x20, 0x80), "dynamic reconfiguration memory, v2");
+        assert_eq!(ov5[5], 0x04, "hot-plug events");
     }
 
     #[test]
     fn hash_request_asks_for_no_mmu_bits_and_keeps_the_hpt() {
         let buf = cas_buffer(CasMmu::Hash);
         let ov5 = vector(&buf, 5);
-        assert_eq!((ov5[23], ov5[25], ov5[5]), (0, 0, 0x01));
+        assert_eq!((ov5[23], ov5[25], ov5[5]), (0, 0, 0x05), "HPT resizing and hot-plug events");
         assert_eq!(vector(&buf, 1), &[0, 0, 0]);
     }
 

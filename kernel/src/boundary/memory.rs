@@ -328,6 +328,21 @@ impl Reserved {
     }
 }
 
+/// A buffer of `len` bytes at the start of `range`, memory the serving mode has just taken in
+/// by memory DLPAR (`None` if the range is shorter).
+///
+/// Sound because such memory belongs to the kernel from its acquisition until it is given
+/// back, nothing else ever allocates from it (the heap and the self-test's buffers lie in boot
+/// RAM), the radix identity map covers the hot-plug room from boot (`boundary::mmu`), and the
+/// serving mode holds at most one such buffer at a time and drops it before the memory can go.
+pub fn hot_added_buffer(range: drivers::addr::PhysRange, len: u64) -> Option<PhysBuffer> {
+    if range.size < len {
+        return None;
+    }
+    // SAFETY: see above: the range is RAM the kernel owns and uses for nothing else.
+    Some(unsafe { PhysBuffer::new(range.base, len as usize) })
+}
+
 /// The self-test's buffers of `len` bytes, placed by `drivers::selftest::placement` in `ram`
 /// clear of `reserved`.
 pub fn place_buffers(

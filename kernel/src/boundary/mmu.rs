@@ -150,6 +150,14 @@ fn build_and_enable(platform: &Platform) -> Result<(), String> {
         map(&mut tree, base, size, attr)?;
     }
     let windows = ranges.len() - 1;
+    // Memory hot-plugged later (memory DLPAR in serving mode) is mapped from the start: an
+    // entry for guest-physical memory not yet present is never touched until it is.
+    let ram_end = ranges.first().map_or(0, |r| r.1);
+    let hotplug_end = platform.max_possible_ram_addr();
+    if hotplug_end > ram_end {
+        map(&mut tree, ram_end, hotplug_end - ram_end, Attr::Memory)?;
+        kv!("mmu.hotplug_room", "{ram_end:#x}+{:#x}", hotplug_end - ram_end);
+    }
     // Process table: 4 KiB (256 entries of 16 bytes), entry 0 for PID 0.
     let process_table = {
         let mut mem = HeapTables::default();

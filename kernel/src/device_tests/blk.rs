@@ -28,8 +28,8 @@ const COPY_SECTORS: u64 = 2048;
 
 /// What one disk's test needs.
 pub struct DiskTest<'a> {
-    /// Report index (`blk.<n>`).
-    pub n: usize,
+    /// Report prefix (`blk.<n>`; `event.<n>.blk` for a serving-mode re-test).
+    pub name: String,
     /// Its PHB.
     pub phb: &'a Phb<'a>,
     /// The function.
@@ -43,8 +43,8 @@ pub struct DiskTest<'a> {
 /// Runs the test on one disk and reports `blk.<n>.*`; `Err` is the sentence for
 /// `blk.<n>.status`.
 pub fn run(test: DiskTest<'_>) -> Result<(), String> {
-    let DiskTest { n, phb, function, buffers, hz } = test;
-    let key = |name: &str| format!("blk.{n}.{name}");
+    let DiskTest { name: prefix, phb, function, buffers, hz } = test;
+    let key = |name: &str| format!("{prefix}.{name}");
     kv!(key("pe"), "{}", phb.index);
     kv!(key("bdf"), "{}", function.bdf);
     for bar in function.bars.iter().filter(|b| b.kind.is_memory() && b.size > 0) {

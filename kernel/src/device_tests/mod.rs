@@ -12,7 +12,7 @@ use crate::boundary::memory::{place_buffers, PhysBuffer, Reserved};
 use crate::kv;
 use crate::system::Phb;
 
-mod blk;
+pub mod blk;
 mod edu;
 
 /// Bytes per self-test buffer (one CRC chunk).
@@ -50,8 +50,13 @@ pub fn run(platform: &Platform, phbs: &[Phb<'_>], reserved: &Reserved, hz: u64) 
             }
             match driver_for(function.vendor_id, function.device_id).map(|d| d.kind) {
                 Some(DeviceKind::VirtioBlk) => {
-                    let result =
-                        blk::run(blk::DiskTest { n: disks, phb, function, buffers: &mut buffers, hz });
+                    let result = blk::run(blk::DiskTest {
+                        name: format!("blk.{disks}"),
+                        phb,
+                        function,
+                        buffers: &mut buffers,
+                        hz,
+                    });
                     failures += report(&format!("blk.{disks}.status"), result);
                     disks += 1;
                 }

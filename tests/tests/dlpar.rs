@@ -1,0 +1,147 @@
+//! Serving mode under QEMU, driven over QMP: memory DLPAR and EPOW power-off. A 2 GiB guest
+//! with room for 8 GiB gets a 1 GiB DIMM (`object-add` + `device_add pc-dimm`), reads its disk
+//! into a buffer inside the new memory, loses the DIMM again (`device_del`, QEMU's
+//! `DEVICE_DELETED`), and powers off on `system_powerdown`. Judged by QEMU's trace — exactly
+//! the DIMM's TCEs written on the DDW in ⌈TCEs/512⌉ H_PUT_TCE_INDIRECT calls; exactly those
+//! cleared, and before QEMU releases the DIMM's last LMB — by the CRCs of what the device put in
+//! the new memory against the image on the host, and by the disk checked after QEMU exits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tests::disk;
+use tests::qemu::{Driven, Firmware, Outcome, Scenario};
+use tests::trace::{TceIndirect, TceStuff};
+
+const GIB: u64 = 1 << 30;
+/// QEMU's DDW bus base (hw/ppc/spapr_pci.c `dma64_win_addr` default) and the DIMM's place:
+/// device memory starts at the 1 GiB-aligned end of boot RAM.
+const DDW_BASE: u64 = 0x0800_0000_0000_0000;
+const DIMM_BASE: u64 = 2 * GIB;
+/// The DIMM's four LMBs (DRC index = 0x80000000 | address / 256 MiB).
+const DIMM_DRCS: [u32; 4] = [0x8000_0008, 0x8000_0009, 0x8000_000a, 0x8000_000b];
+/// 16 MiB IOMMU pages: 64 TCEs for 1 GiB.
+const DIMM_TCES: u64 = GIB >> 24;
+
+fn memory_hotplug(name: &str, firmware: Firmware) -> (Driven, Arc<Vec<u8>>) {
+    let image = Arc::new(disk::scratch_image(16 << 20, 0x4d45_4d00 | firmware as u64));
+    let driven = Scenario::new(name, firmware)
+        .memory("2G,slots=4,maxmem=8G")
+        .timeout(Duration::from_secs(300))
+        .trace(["spapr_iommu_pci_*", "spapr_iommu_ddw_*", "spapr_drc_set_*"])
+        .append("serve")
+        .qmp()
+        .virtio_blk_image("disk0", None, Arc::clone(&image), true)
+        .run_driven(|guest| {
+            if !guest.wait_console("serve.ready=yes") {
+                return;
+            }
+            guest.execute("object-add", json!({"qom-type": "memory-backend-ram", "id": "mem1", "size": GIB}));
+            guest.execute("device_add", json!({"driver": "pc-dimm", "id": "dimm1", "memdev": "mem1"}));
+            if !guest.wait_console("event.0.status=") {
+                return;
+            }
+            guest.execute("device_del", json!({"id": "dimm1"}));
+            guest.wait_event("DEVICE_DELETED", Some("dimm1"));
+            if !guest.wait_console("event.1.status=") {
+                return;
+            }
+            guest.execute("system_powerdown", json!({}));
+        });
+    (driven, image)
+}
+
+fn check_memory_hotplug(driven: &Driven, image: &[u8]) {
+    let outcome: &Outcome = driven.expect_driven();
+    outcome
+        .expect_ok()
+        .expect_kv("serve.ready", "yes")
+        .expect_kv("event.0.type", "memory-add")
+        .expect_kv("event.0.status", "ok")
+        .expect_kv("event.0.lmbs", "4")
+        .expect_kv("event.0.memory", "0x80000000+0x40000000")
+        .expect_kv("event.0.tces", &DIMM_TCES.to_string())
+        .expect_kv("event.0.tce_calls", "1")
+        .expect_kv("event.0.dma.buffer", "0x80000000")
+        .expect_kv("event.0.blk.dma", "direct")
+        .expect_kv("event.0.dma", "ok")
+        .expect_kv("event.1.type", "memory-remove")
+        .expect_kv("event.1.status", "ok")
+        .expect_kv("event.1.memory", "none")
+        .expect_kv("event.2.type", "epow")
+        .expect_kv("event.2.status", "power-off");
+    // What the disk put into the new memory: the image as the boot's self-test left it.
+    let after_boot = disk::expected_after_copy(image);
+    for (k, crc) in disk::mib_crcs(&after_boot).iter().enumerate() {
+        outcome.expect_kv(&format!("event.0.blk.crc.{k}"), &disk::crc_text(*crc));
+    }
+    let trace = outcome.parsed_trace();
+    let liobn = outcome.require_hex("pe.0.ddw.liobn");
+    let in_dimm = |ioba: u64| (DDW_BASE + DIMM_BASE..DDW_BASE + DIMM_BASE + GIB).contains(&ioba);
+    // (a) Exactly the DIMM's TCEs, in ⌈64/512⌉ = 1 indirect call; nothing else above boot RAM.
+    let indirects: Vec<TceIndirect> = trace.pci_indirects().unwrap_or_else(|e| outcome.fail(&e));
+    let high: Vec<&TceIndirect> =
+        indirects.iter().filter(|c| c.liobn == liobn && c.ioba >= DDW_BASE + DIMM_BASE).collect();
+    match high.as_slice() {
+        [call] if call.ioba == DDW_BASE + DIMM_BASE && call.entries() == Some(DIMM_TCES) => {}
+        other => {
+            outcome.fail(&format!("expected one 64-TCE indirect call at the DIMM's bus base, got {other:x?}"))
+        }
+    }
+    // (b) Exactly those cleared (QEMU traces H_STUFF_TCE's ioba after its loop), before QEMU
+    // released the DIMM's last LMB (allocation-state 0), which is what emits DEVICE_DELETED.
+    let events = trace.events();
+    let release = events
+        .iter()
+        .position(|e| {
+            e.name == "spapr_drc_set_allocation_state"
+                && e.rest.contains(&format!("{:#x}", DIMM_DRCS[3]))
+                && e.rest.contains("state: 0x0")
+        })
+        .unwrap_or_else(|| outcome.fail("QEMU traced no release of the DIMM's last LMB"));
+    let mut cleared = vec![false; DIMM_TCES as usize];
+    let mut clears_after_release = 0;
+    for (i, event) in events.iter().enumerate().filter(|(_, e)| e.name == "spapr_iommu_pci_stuff") {
+        let stuff = TceStuff::parse(&event.rest)
+            .unwrap_or_else(|| outcome.fail(&format!("bad stuff {}", event.rest)));
+        if stuff.liobn != liobn {
+            continue;
+        }
+        let first = stuff.ioba - (stuff.npages << 24);
+        if !in_dimm(first) || stuff.ret != 0 || stuff.tce_value != 0 || stuff.npages > 512 {
+            outcome.fail(&format!("a clear outside the DIMM or failed: {stuff:x?}"));
+        }
+        if i > release {
+            clears_after_release += 1;
+        }
+        for page in 0..stuff.npages {
+            cleared[((first - DDW_BASE - DIMM_BASE) >> 24) as usize + page as usize] = true;
+        }
+    }
+    if !cleared.iter().all(|c| *c) || clears_after_release != 0 {
+        outcome.fail(&format!(
+            "the DIMM's {DIMM_TCES} TCEs were not all cleared before its release ({} cleared, {clears_after_release} \
+             clears after)",
+            cleared.iter().filter(|c| **c).count()
+        ));
+    }
+    // The disk: copied once by the boot's self-test; the event's re-test copied the same again.
+    let path = outcome.disk_path("disk0");
+    let after = std::fs::read(&path).unwrap_or_else(|e| outcome.fail(&format!("{}: {e}", path.display())));
+    if let Err(why) = disk::check_scratch_copy(image, &after) {
+        outcome.fail(&format!("host image after the run: {why}"));
+    }
+}
+
+#[test]
+fn memory_hot_added_and_removed_keeps_the_ddw_exact_vof() {
+    let (driven, image) = memory_hotplug("dlpar-memory-vof", Firmware::Vof);
+    check_memory_hotplug(&driven, &image);
+}
+
+#[test]
+fn memory_hot_added_and_removed_keeps_the_ddw_exact_slof() {
+    let (driven, image) = memory_hotplug("dlpar-memory-slof", Firmware::Slof);
+    check_memory_hotplug(&driven, &image);
+}
