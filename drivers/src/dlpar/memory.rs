@@ -270,11 +270,21 @@ pub fn remove(
             report.lmbs.push(LmbOutcome::Kept { drc, why });
             continue;
         };
-        let range = memory.table.range(&memory.table.lmbs[i]);
-        match dma.in_use(range) {
-            Some(why) => report.lmbs.push(refuse(drcs, drc, format!("refused: {why}"))),
-            None => leaving.push((drc, range)),
+        leaving.push((drc, memory.table.range(&memory.table.lmbs[i])));
+    }
+    // One LMB in use refuses the whole request (QEMU rolls back the DIMM's unplug as a whole,
+    // `spapr_memory_unplug_rollback`): nothing is cleared or released.
+    if let Some((busy, why)) =
+        leaving.iter().find_map(|&(drc, range)| dma.in_use(range).map(|why| (drc, why)))
+    {
+        for &(drc, _) in &leaving {
+            let why = match drc == busy {
+                true => format!("refused: {why}"),
+                false => format!("refused with LMB {busy}, which is in use: {why}"),
+            };
+            report.lmbs.push(refuse(drcs, drc, why));
         }
+        return report;
     }
     leaving.sort_unstable_by_key(|(_, r)| r.base);
     for (span, members) in spans(&leaving) {
@@ -437,6 +447,18 @@ mod tests {
             drcs.calls.last(),
             Some(&DrcCall::SetIndicator(Indicator::Isolation, DrcIndex(0x8000_0008), IndicatorState::On)),
             "the platform is told by unisolating"
+        );
+        // Asked for both, one in use: both refused, nothing cleared.
+        let both = remove(
+            &mut memory,
+            Identifier::CountIndexed { count: 2, first: 0x8000_0008 },
+            &mut drcs,
+            &mut dma,
+        );
+        assert!(both.spans.is_empty(), "{both:?}");
+        assert!(
+            matches!(&both.lmbs[1], LmbOutcome::Kept { why, .. } if why.contains("refused with LMB 0x80000008")),
+            "{both:?}"
         );
         assert!(dma.mapped.iter().any(|r| r.base == range(8).base), "{:?}", dma.mapped);
         // The isolate of the second LMB fails: its TCEs are written back.
