@@ -714,7 +714,10 @@ impl KvmOutcome {
     /// Asserts [`KvmOutcome::l2_ddw_on_l0`] and returns the window.
     #[track_caller]
     pub fn expect_l2_ddw_on_l0(&self) -> DdwCreate {
-        self.l2_ddw_on_l0().unwrap_or_else(|why| self.fail(&why))
+        match self.l2_ddw_on_l0() {
+            Ok(window) => window,
+            Err(why) => self.fail(&why),
+        }
     }
 
     /// The windows created on L0 while L2 ran that are still there when L0's trace ends.

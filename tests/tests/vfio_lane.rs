@@ -90,6 +90,8 @@ fn report_times(name: &str, outcome: &KvmOutcome) {
 /// L0's PHB, L2's RAM is mapped there, the self-test's copy went through it.
 fn a_passed_through_disk_gets_a_direct_ddw_on_l0s_phb() {
     let (outcome, image) = boot("vfio-ddw", "", false, 0x5f10_0001);
+    // L0's trace first: the evidence from below both guests.
+    let window = outcome.expect_l2_ddw_on_l0();
     let l2 = expect_direct(
         &outcome,
         &[
@@ -102,7 +104,6 @@ fn a_passed_through_disk_gets_a_direct_ddw_on_l0s_phb() {
             ("hv.deviations", "0"),
         ],
     );
-    let window = outcome.expect_l2_ddw_on_l0();
     // L2 asked for 16 MiB pages (its report; L1 QEMU's trace of its RTAS call) and was not
     // told that L1 made the window on L0 with 64 KiB ones.
     l2.expect_kv("pe.0.ddw.page_shift", "24").expect_kv("pe.0.ddw.bus_base", &format!("{:#x}", window.start));
@@ -125,11 +126,11 @@ fn a_passed_through_disk_gets_a_direct_ddw_on_l0s_phb() {
 /// default window at the very bus addresses L2 gave the device.
 fn a_28_bit_edu_on_the_same_l0_phb_keeps_the_default_window() {
     let (outcome, image) = boot("vfio-edu", "", true, 0x5f10_0002);
+    outcome.expect_l2_ddw_on_l0();
     let l2 = expect_direct(
         &outcome,
         &[("edu.0.status", "ok"), ("edu.0.dma", "default-iommu"), ("edu.0.dma_mask_bits", "28")],
     );
-    outcome.expect_l2_ddw_on_l0();
     let puts = outcome.l0_trace_during_l2().pci_puts().unwrap_or_else(|e| outcome.fail(&e));
     for key in ["edu.0.iova_to_device", "edu.0.iova_from_device"] {
         let page = l2.require_hex(key) & !0xfff;
