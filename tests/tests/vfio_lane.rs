@@ -9,7 +9,8 @@
 //! What L2 reports of the hypervisor here (`hv.*`) is what it reports in the emulated KVM-HV
 //! lane (`tests/tests/kvm_lane.rs`): `hv.platform=qemu-kvm`, the same offer (one window, 4K,
 //! 64K, 2M and 16M pages, largest block 0x2000000000, extensions `reset,64-bit-query`) and no
-//! deviation. The one difference it cannot see: it asks for 16 MiB IOMMU pages, its answer
+//! deviation (`hv.pe.0.largest_indirect` follows L2's RAM: 128 with the 2 GiB here, 64 with
+//! the KVM-HV lane's 1 GiB). The one difference it cannot see: it asks for 16 MiB IOMMU pages, its answer
 //! says yes, and L1 creates the window on L0 with 64 KiB pages (L2's RAM is backed by 64 KiB
 //! pages in L1, Linux `drivers/vfio/vfio_iommu_spapr_tce.c`), writing 32768 TCEs where L2 wrote
 //! 128.
