@@ -17,7 +17,7 @@
 #
 # Prints the cache directory on success. Layout:
 #   vmlinux              the L1 kernel
-#   l1root/              the L1 initramfs tree (/bin/busybox, /lib/modules/NAME.ko,
+#   l1root/              the L1 initramfs tree (/bin/busybox, /lib/modules/*.ko,
 #                        /usr/bin/qemu-system-ppc64, /usr/share/qemu, libraries)
 #   l1root/lib/modules/order   the modules in load order (dependencies first), one a line
 #   l1root/.complete     written last
@@ -129,24 +129,26 @@ mkdir -p "$ROOT/bin" "$ROOT/lib/modules" "$ROOT/usr/bin" "$ROOT/usr/share/qemu" 
 cp "$stage/bin/busybox" "$ROOT/bin/busybox"
 
 # The wanted modules and, before each, what its .modinfo `depends=` names (the package has no
-# modules.dep): uncompressed, as busybox insmod loads them, listed in load order.
+# modules.dep): uncompressed, as busybox insmod loads them, under their file names (kvm-hv.ko),
+# listed in load order.
 moddir="$stage/lib/modules/$version/kernel"
 declare -A loaded=()
 add_module() {
-    local name=${1//-/_} file dep
+    local name=${1//-/_} file base dep
     [ -z "${loaded[$name]:-}" ] || return 0
     loaded[$name]=1
     file=$(find "$moddir" \( -name "$name.ko" -o -name "$name.ko.xz" -o -name "${name//_/-}.ko" \
         -o -name "${name//_/-}.ko.xz" \) | head -1)
     [ -n "$file" ] || die "no module $name for $version"
+    base=$(basename "$file" .xz)
     case "$file" in
-        *.xz) xz -dc "$file" > "$ROOT/lib/modules/$name.ko" ;;
-        *) cp "$file" "$ROOT/lib/modules/$name.ko" ;;
+        *.xz) xz -dc "$file" > "$ROOT/lib/modules/$base" ;;
+        *) cp "$file" "$ROOT/lib/modules/$base" ;;
     esac
-    for dep in $(readelf -p .modinfo "$ROOT/lib/modules/$name.ko" | sed -n 's/.*depends=//p' | tr ',' ' '); do
+    for dep in $(readelf -p .modinfo "$ROOT/lib/modules/$base" | sed -n 's/.*depends=//p' | tr ',' ' '); do
         add_module "$dep"
     done
-    echo "$name" >> "$ROOT/lib/modules/order"
+    echo "${base%.ko}" >> "$ROOT/lib/modules/order"
 }
 : > "$ROOT/lib/modules/order"
 for mod in "${wanted[@]}"; do
