@@ -581,6 +581,15 @@ impl Outcome {
         self
     }
 
+    /// Asserts every `key=expected` of `pairs` (last values), in order.
+    #[track_caller]
+    pub fn expect_kvs(&self, pairs: &[(&str, &str)]) -> &Self {
+        for (key, expected) in pairs {
+            self.expect_kv(key, expected);
+        }
+        self
+    }
+
     /// Asserts a scratch disk went through the self-test: `blk.<blk>.crc.*` equal the host's
     /// CRCs of `image`, the scratch copy was done, and the image QEMU left (`disk_id`) holds
     /// exactly that copy.
@@ -647,7 +656,40 @@ pub fn run_logged(
     log: &Path,
     timeout: Duration,
 ) -> (Option<ExitStatus>, bool, Duration) {
-    run_logged_driven(program, args, log, timeout, || {})
+    let run = run_logged_stamped(program, args, log, timeout, false);
+    (run.status, run.timed_out, run.wall)
+}
+
+/// What [`run_logged_stamped`] saw.
+#[derive(Debug)]
+pub struct LoggedRun {
+    /// The exit status (the kill's after a timeout).
+    pub status: Option<ExitStatus>,
+    /// Killed because the timeout expired.
+    pub timed_out: bool,
+    /// From spawning to the exit (or to the kill).
+    pub wall: Duration,
+    /// With stamps: every output line (without its newline) and the host's wall-clock time
+    /// (seconds since the epoch, as QEMU's `-msg timestamp=on` trace prefix) when it was read.
+    pub lines: Vec<(f64, String)>,
+}
+
+/// Seconds since the epoch (the clock QEMU's trace timestamps use: `gettimeofday`).
+pub fn epoch_seconds() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// [`run_logged`]; with `stamp`, the output goes through a pipe read line by line, so that each
+/// line gets the time it arrived (to place another log's timestamped events before, during or
+/// after something the program printed).
+pub fn run_logged_stamped(
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    timeout: Duration,
+    stamp: bool,
+) -> LoggedRun {
+    run_logged_inner(program, args, log, timeout, stamp, || {})
 }
 
 /// As [`run_logged`], calling `drive` once the program has started (the timeout still applies
@@ -659,16 +701,48 @@ pub fn run_logged_driven(
     timeout: Duration,
     drive: impl FnOnce(),
 ) -> (Option<ExitStatus>, bool, Duration) {
+    let run = run_logged_inner(program, args, log, timeout, false, drive);
+    (run.status, run.timed_out, run.wall)
+}
+
+fn run_logged_inner(
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    timeout: Duration,
+    stamp: bool,
+    drive: impl FnOnce(),
+) -> LoggedRun {
+    use std::io::{BufRead, BufReader, Write};
     let out = File::create(log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
-    let err = out.try_clone().unwrap_or_else(|e| panic!("cannot duplicate the log file handle: {e}"));
     let start = Instant::now();
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null());
+    let mut reader = None;
+    if stamp {
+        let (pipe_out, pipe_in) = std::io::pipe().unwrap_or_else(|e| panic!("cannot make a pipe: {e}"));
+        let err = pipe_in.try_clone().unwrap_or_else(|e| panic!("cannot duplicate the pipe: {e}"));
+        command.stdout(pipe_in).stderr(err);
+        let mut out = out;
+        reader = Some(std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            let mut pipe = BufReader::new(pipe_out);
+            let mut line = Vec::new();
+            while pipe.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let _ = out.write_all(&line);
+                let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+                lines.push((epoch_seconds(), text));
+                line.clear();
+            }
+            lines
+        }));
+    } else {
+        let err = out.try_clone().unwrap_or_else(|e| panic!("cannot duplicate the log file handle: {e}"));
+        command.stdout(out).stderr(err);
+    }
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    // Our copies of the pipe's write end go with the command, so the reader sees the end.
+    drop(command);
     drive();
     let (status, timed_out) = loop {
         match child.try_wait() {
@@ -682,7 +756,9 @@ pub fn run_logged_driven(
         }
         std::thread::sleep(Duration::from_millis(1));
     };
-    (status, timed_out, start.elapsed())
+    let wall = start.elapsed();
+    let lines = reader.map(|r| r.join().unwrap_or_default()).unwrap_or_default();
+    LoggedRun { status, timed_out, wall, lines }
 }
 
 /// The shell-quoted command line, also saved as `dir/command.txt` for reproducing by hand.

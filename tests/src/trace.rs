@@ -419,6 +419,39 @@ impl Trace {
         Self { events: text.lines().filter_map(parse_line).collect() }
     }
 
+    /// The events stamped (`-msg timestamp=on`) within `[from, to]`, seconds since the epoch;
+    /// unstamped events are left out.
+    pub fn between(&self, from: f64, to: f64) -> Trace {
+        let within = |e: &&TraceEvent| e.timestamp.is_some_and(|t| from <= t && t <= to);
+        Trace { events: self.events.iter().filter(within).cloned().collect() }
+    }
+
+    /// The Dynamic DMA Windows still in place at the end of the log, with the time of their
+    /// create (when stamped): every create replayed against the removes of its LIOBN and the resets of its PHB (`ibm,reset-pe-dma-window`
+    /// removes every DDW of the PE and restores the default window: LoPAR 2.13 "DDW Option";
+    /// QEMU `hw/ppc/spapr_rtas_ddw.c`, `rtas_ibm_reset_pe_dma_window`).
+    pub fn ddw_windows_left(&self) -> Result<Vec<(Option<f64>, DdwCreate)>, String> {
+        let mut live: Vec<(Option<f64>, DdwCreate)> = Vec::new();
+        for event in &self.events {
+            let unparsable = || format!("unparsable {} line: {:?}", event.name, event.rest);
+            match event.name.as_str() {
+                "spapr_iommu_ddw_create" => {
+                    live.push((event.timestamp, DdwCreate::parse(&event.rest).ok_or_else(unparsable)?));
+                }
+                "spapr_iommu_ddw_remove" => {
+                    let removed = DdwRemove::parse(&event.rest).ok_or_else(unparsable)?;
+                    live.retain(|(_, w)| w.liobn != removed.liobn);
+                }
+                "spapr_iommu_ddw_reset" => {
+                    let reset = DdwReset::parse(&event.rest).ok_or_else(unparsable)?;
+                    live.retain(|(_, w)| w.buid != reset.buid);
+                }
+                _ => {}
+            }
+        }
+        Ok(live)
+    }
+
     /// Every event in order.
     pub fn events(&self) -> &[TraceEvent] {
         &self.events
@@ -721,6 +754,26 @@ spapr_iommu_ddw_create buid=0x800000020000000 addr=0x0, page size=0x1000000, tru
             trace.ddw_resets().unwrap(),
             vec![DdwReset { buid: 0x0800_0000_2000_0001, config_addr: 0x800 }]
         );
+    }
+
+    #[test]
+    fn windows_left_and_time_spans() {
+        let log = "\
+10@100.000001:spapr_iommu_ddw_create buid=0x800000020000000 addr=0x0, page size=0x10000, requested=0x80000000, start addr=0x800000000000000, liobn=0x80000001
+10@100.500000:spapr_iommu_ddw_remove liobn=0x80000001
+10@101.000000:spapr_iommu_ddw_create buid=0x800000020000000 addr=0x0, page size=0x10000, requested=0x80000000, start addr=0x800000000000000, liobn=0x80000001
+10@102.000000:spapr_iommu_ddw_create buid=0x800000020000001 addr=0x0, page size=0x10000, requested=0x80000000, start addr=0x800000000000000, liobn=0x80010001
+spapr_iommu_ddw_remove liobn=0x80000009
+";
+        let trace = Trace::parse(log);
+        let left = trace.ddw_windows_left().unwrap();
+        assert_eq!(left.iter().map(|(_, w)| w.liobn).collect::<Vec<_>>(), vec![0x8000_0001, 0x8001_0001]);
+        assert_eq!(left[0].0, Some(101.0), "the second create of the slot is the one left");
+        let reset = Trace::parse(&format!("{log}spapr_iommu_ddw_reset buid=0x800000020000000 addr=0x0\n"));
+        assert_eq!(reset.ddw_windows_left().unwrap().len(), 1, "the reset removed the first PHB's window");
+        let span = trace.between(100.4, 101.5);
+        assert_eq!(span.count("spapr_iommu_ddw_create"), 1);
+        assert_eq!(span.count("spapr_iommu_ddw_remove"), 1, "the unstamped remove is outside every span");
     }
 
     #[test]

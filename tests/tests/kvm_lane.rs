@@ -2,21 +2,35 @@
 //! (`tests::kvm`). Evidence from outside L2: L1 QEMU's
 //! trace of the DDW RTAS calls (KVM handles the TCE hcalls itself, so they are not traced) and
 //! the SHA-256 of L2's scratch disk computed in L1 after L2 exited, compared with the image the
-//! host expects. `PSERIES_KVM_LANE=off` skips the lane (it needs apt and the network once).
+//! host expects. `PSERIES_KVM_LANE=off` skips the lane (it needs apt and the network once):
+//! its tests are then reported as ignored, with the reason (`common::main`).
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tests::disk;
-use tests::kvm::{lane_disabled, sha256_hex, KvmOutcome, KvmScenario};
+use tests::kvm::{sha256_hex, KvmOutcome, KvmScenario, Nesting};
 
 const MIB: usize = 1 << 20;
 
-fn skip() -> bool {
-    if lane_disabled() {
-        eprintln!("PSERIES_KVM_LANE=off: KVM lane skipped");
-    }
-    lane_disabled()
+fn main() {
+    common::main(
+        Nesting::Kvm,
+        &[
+            ("the_dma_self_test_passes_under_kvm_hv", the_dma_self_test_passes_under_kvm_hv),
+            (
+                "a_single_window_pe_gets_its_ddw_in_slot_0_under_kvm_hv",
+                a_single_window_pe_gets_its_ddw_in_slot_0_under_kvm_hv,
+            ),
+            (
+                "without_nested_hv_the_lane_reports_kvm_unavailable",
+                without_nested_hv_the_lane_reports_kvm_unavailable,
+            ),
+        ],
+        &[],
+    )
 }
 
 /// The disk L2 left, as L1 hashed it, equals the host's expectation of the scratch copy.
@@ -28,11 +42,8 @@ fn check_disk(outcome: &KvmOutcome, image: &[u8]) {
     }
 }
 
-/// A lane boot of L2 with a 16 MiB scratch disk, requiring KVM-HV in L1 (`None`: lane off).
-fn boot(name: &str, append: &str, edu: bool, seed: u64) -> Option<(KvmOutcome, Arc<Vec<u8>>)> {
-    if skip() {
-        return None;
-    }
+/// A lane boot of L2 with a 16 MiB scratch disk, requiring KVM-HV in L1.
+fn boot(name: &str, append: &str, edu: bool, seed: u64) -> (KvmOutcome, Arc<Vec<u8>>) {
     let image = Arc::new(disk::scratch_image(16 * MIB, seed));
     let mut scenario = KvmScenario::new(name)
         .append(append)
@@ -44,15 +55,12 @@ fn boot(name: &str, append: &str, edu: bool, seed: u64) -> Option<(KvmOutcome, A
     }
     let outcome = scenario.run();
     eprintln!("KVM lane ({name}): L0 wall time {:.1} s", outcome.wall.as_secs_f64());
-    if outcome.kvm_available != Some(true) {
-        outcome.l2.fail("L1 could not load kvm_hv");
-    }
-    Some((outcome, image))
+    outcome.expect_kvm();
+    (outcome, image)
 }
 
-#[test]
 fn the_dma_self_test_passes_under_kvm_hv() {
-    let Some((outcome, image)) = boot("kvm-ddw", "", true, 0x4b56_0001) else { return };
+    let (outcome, image) = boot("kvm-ddw", "", true, 0x4b56_0001);
     let l2 = &outcome.l2;
     l2.expect_ok()
         .expect_kv("selftest.status", "ok")
@@ -73,9 +81,8 @@ fn the_dma_self_test_passes_under_kvm_hv() {
     check_disk(&outcome, &image);
 }
 
-#[test]
 fn a_single_window_pe_gets_its_ddw_in_slot_0_under_kvm_hv() {
-    let Some((outcome, image)) = boot("kvm-single", "ddw=single", false, 0x4b56_0002) else { return };
+    let (outcome, image) = boot("kvm-single", "ddw=single", false, 0x4b56_0002);
     let l2 = &outcome.l2;
     l2.expect_ok()
         .expect_kv("selftest.status", "ok")
@@ -97,11 +104,7 @@ fn a_single_window_pe_gets_its_ddw_in_slot_0_under_kvm_hv() {
 
 /// Negative control: with nested HV off on L0, `kvm_hv` cannot load in L1, and the lane says
 /// so instead of running L2 some other way.
-#[test]
 fn without_nested_hv_the_lane_reports_kvm_unavailable() {
-    if skip() {
-        return;
-    }
     let outcome = KvmScenario::new("kvm-negative").nested_hv(false).timeout(Duration::from_secs(120)).run();
     assert_eq!(outcome.kvm_available, Some(false), "L0 console:\n{}", outcome.l0_console);
     assert!(

@@ -119,6 +119,8 @@ fn argument_errors_are_reported_before_any_set_up_or_build() {
         (&["--timeout", "1.5"], "--timeout takes whole seconds"),
         (&["--kernel", "/nonexistent/kernel"], "--kernel /nonexistent/kernel: no such file"),
         (&["--kvm", "--cpu", "POWER9"], "--kvm takes only --append, --memory and --timeout, not --cpu"),
+        (&["--vfio", "--gdb"], "--vfio takes only --append, --memory and --timeout, not --gdb"),
+        (&["--vfio", "--kv"], "--vfio prints the L2 console as it is; --kv does not apply"),
         (&["--kernel", &elf, "--kv", "--bogus"], "unknown option '--bogus'"),
         (&["bench", "--bogus"], "unknown bench option '--bogus'"),
         (&["bench", "--runs", "0"], "--runs takes a positive number, not '0'"),
