@@ -121,6 +121,9 @@ pub enum ServeMode {
     /// Keep running: poll for hot-plug and EPOW events and handle each until a power-off is
     /// asked for (`serve`).
     Serve,
+    /// As `Serve`, keeping the buffer each memory add's disk read used alive in the new
+    /// memory, so that removing that memory is refused (`serve=hold`).
+    ServeHolding,
 }
 
 /// Keeps the first value of a key and records a contradiction for a different second one.
@@ -175,6 +178,7 @@ impl Args {
                     set(&mut ddw, DdwPolicy::SingleWindowFailingMap, "ddw=single-fail-map", &mut conflicts)
                 }
                 "serve" => serve = ServeMode::Serve,
+                "serve=hold" => serve = ServeMode::ServeHolding,
                 "mmu=on" => set(&mut mmu, MmuPolicy::On, "mmu=on", &mut conflicts),
                 "mmu=off" => set(&mut mmu, MmuPolicy::Off, "mmu=off", &mut conflicts),
                 "warm-restart=reuse" => {
@@ -238,6 +242,7 @@ mod tests {
         assert!(DdwPolicy::SingleWindowFailingMap.forces_single_window());
         assert_eq!(Args::parse("serve").serve, ServeMode::Serve);
         assert_eq!(Args::parse("").serve, ServeMode::PowerOff);
+        assert_eq!(Args::parse("serve=hold").serve, ServeMode::ServeHolding);
         assert!(!DdwPolicy::Off.forces_single_window());
         // The same word twice is no contradiction.
         let twice = Args::parse("ddw=off ddw=off");

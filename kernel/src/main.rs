@@ -130,8 +130,8 @@ fn boot(handoff: BootHandoff) -> ! {
             "the DMA self-test failed on {failures} device(s); see the status lines above"
         ));
     }
-    if args.serve == ServeMode::Serve {
-        serve::serve(&platform, booted.firmware, &phbs, mmu, hz);
+    if args.serve != ServeMode::PowerOff {
+        serve::serve(&platform, booted.firmware, &phbs, mmu, hz, args.serve);
     }
     let ticks = cpu::timebase().wrapping_sub(handoff.timebase());
     kv!("boot.ticks", "{}", ticks);

@@ -14,6 +14,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use arch_ppc64::{cpu, println};
 use drivers::addr::PhysRange;
+use drivers::cmdline::ServeMode;
 use drivers::devices::{driver_for, DeviceKind};
 use drivers::devtree::platform::Platform;
 use drivers::dlpar::drc::{
@@ -24,7 +25,7 @@ use drivers::dlpar::memory::{self, LmbOutcome, Memory, MemoryDma};
 use drivers::dma::HotRam;
 use drivers::iommu::MultiTce;
 
-use crate::boundary::memory::hot_added_buffer;
+use crate::boundary::memory::{hot_added_buffer, PhysBuffer};
 use crate::boundary::mmu::Mode;
 use crate::boundary::rtas::{Firmware, RtasBuffer, ValueCall, EVENT_LOG_BYTES, WORK_AREA_BYTES};
 use crate::device_tests::blk;
@@ -62,7 +63,7 @@ impl Tokens {
 }
 
 /// Serves until an EPOW asks for power-off (then returns) or polling cannot go on.
-pub fn serve(platform: &Platform, firmware: Firmware, phbs: &[Phb<'_>], mmu: Mode, hz: u64) {
+pub fn serve(platform: &Platform, firmware: Firmware, phbs: &[Phb<'_>], mmu: Mode, hz: u64, mode: ServeMode) {
     println!("== serving: hot-plug and power events (check-exception polling)");
     let tokens = match Tokens::from(platform) {
         Ok(tokens) => tokens,
@@ -78,6 +79,8 @@ pub fn serve(platform: &Platform, firmware: Firmware, phbs: &[Phb<'_>], mmu: Mod
     };
     let mut drcs = KernelDrcs { firmware, tokens: &tokens, work };
     let mut memory = platform.lmbs.clone().map(Memory::new);
+    // Buffers kept alive in hot-plugged memory (`serve=hold`).
+    let mut held: Vec<PhysBuffer> = Vec::new();
     kv!(
         "serve.memory",
         "{}",
@@ -127,7 +130,8 @@ pub fn serve(platform: &Platform, firmware: Firmware, phbs: &[Phb<'_>], mmu: Mod
                 kv!(key("status"), "noted: no shutdown asked");
             }
             Ok(RtasEvent::Hotplug(event)) => {
-                hotplug(&key, event, &mut memory, &mut drcs, platform, phbs, mmu, hz);
+                let ctx = Context { platform, phbs, mmu, hz, mode };
+                hotplug(&key, event, &mut memory, &mut drcs, &ctx, &mut held);
             }
             Ok(RtasEvent::Other { event_type }) => {
                 kv!(key("type"), "{event_type:#x}");
@@ -138,17 +142,24 @@ pub fn serve(platform: &Platform, firmware: Firmware, phbs: &[Phb<'_>], mmu: Mod
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What event handling needs of the kernel.
+struct Context<'a, 'p> {
+    platform: &'a Platform,
+    phbs: &'a [Phb<'p>],
+    mmu: Mode,
+    hz: u64,
+    mode: ServeMode,
+}
+
 fn hotplug(
     key: &dyn Fn(&str) -> String,
     event: HotplugEvent,
     memory: &mut Option<Memory>,
     drcs: &mut KernelDrcs<'_>,
-    platform: &Platform,
-    phbs: &[Phb<'_>],
-    mmu: Mode,
-    hz: u64,
+    ctx: &Context<'_, '_>,
+    held: &mut Vec<PhysBuffer>,
 ) {
+    let (platform, phbs, mmu, hz) = (ctx.platform, ctx.phbs, ctx.mmu, ctx.hz);
     let action = match event.action {
         Action::Add => "add",
         Action::Remove => "remove",
@@ -164,7 +175,8 @@ fn hotplug(
         return;
     };
     kv!(key("type"), "memory-{action}");
-    let mut dma = KernelMemoryDma { phbs, multi_tce: platform.multi_tce(), live: Vec::new() };
+    let live = held.iter().map(|b| PhysRange { base: b.phys(), size: b.bytes_len() as u64 }).collect();
+    let mut dma = KernelMemoryDma { phbs, multi_tce: platform.multi_tce(), live };
     let report = match event.action {
         Action::Add => memory::add(memory, event.id, drcs, &mut dma),
         Action::Remove => memory::remove(memory, event.id, drcs, &mut dma),
@@ -197,7 +209,12 @@ fn hotplug(
         memory.owned_ranges().iter().map(|r| format!("{:#x}+{:#x}", r.base.get(), r.size)).collect();
     kv!(key("memory"), "{}", if owned.is_empty() { String::from("none") } else { owned.join(",") });
     if let Some(first) = added.first() {
-        dma_into(key, *first, phbs, mmu, hz);
+        if let Some(buffer) = dma_into(key, *first, phbs, mmu, hz, held) {
+            if ctx.mode == ServeMode::ServeHolding {
+                kv!(key("dma.held"), "{}", buffer.phys());
+                held.push(buffer);
+            }
+        }
     }
     kv!(
         key("status"),
@@ -207,11 +224,19 @@ fn hotplug(
 }
 
 /// Reads the first virtio-blk disk into a buffer at the start of newly added `range`, through
-/// its PE's window, and reports the CRCs (`event.N.blk.*`, compared with the disk on the host).
-fn dma_into(key: &dyn Fn(&str) -> String, range: PhysRange, phbs: &[Phb<'_>], mmu: Mode, hz: u64) {
+/// its PE's window, and reports the CRCs (`event.N.blk.*`, compared with the disk on the host);
+/// hands the buffer back once the disk is done with it.
+fn dma_into(
+    key: &dyn Fn(&str) -> String,
+    range: PhysRange,
+    phbs: &[Phb<'_>],
+    mmu: Mode,
+    hz: u64,
+    held: &mut Vec<PhysBuffer>,
+) -> Option<PhysBuffer> {
     if mmu == Mode::Hash {
         kv!(key("dma"), "skipped: the hash MMU maps only boot RAM");
-        return;
+        return None;
     }
     let disk = phbs.iter().find_map(|phb| {
         phb.functions
@@ -221,23 +246,30 @@ fn dma_into(key: &dyn Fn(&str) -> String, range: PhysRange, phbs: &[Phb<'_>], mm
     });
     let Some((phb, function)) = disk else {
         kv!(key("dma"), "skipped: no virtio-blk disk");
-        return;
+        return None;
     };
     let Some(buffer) = hot_added_buffer(range, TEST_BUFFER) else {
         kv!(key("dma"), "skipped: the added range is smaller than the test buffer");
-        return;
+        return None;
     };
     kv!(key("dma.buffer"), "{}", buffer.phys());
     let mut buffers = [buffer];
     let result = blk::run(blk::DiskTest { name: key("blk"), phb, function, buffers: &mut buffers, hz });
-    kv!(
-        key("dma"),
-        "{}",
-        match result {
-            Ok(()) => String::from("ok"),
-            Err(why) => why,
+    let [buffer] = buffers;
+    match result {
+        Ok(()) => {
+            kv!(key("dma"), "ok");
+            Some(buffer)
         }
-    );
+        Err(why) => {
+            // The disk may still reach the buffer: it stays held, so its memory is never given
+            // back while a device could write into it.
+            kv!(key("dma"), "{why}");
+            kv!(key("dma.held"), "{}", buffer.phys());
+            held.push(buffer);
+            None
+        }
+    }
 }
 
 fn wait_ms(hz: u64, ms: u64) {

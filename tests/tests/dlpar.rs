@@ -145,3 +145,59 @@ fn memory_hot_added_and_removed_keeps_the_ddw_exact_slof() {
     let (driven, image) = memory_hotplug("dlpar-memory-slof", Firmware::Slof);
     check_memory_hotplug(&driven, &image);
 }
+
+/// `serve=hold` keeps the disk read's buffer alive in the new memory: the remove is refused,
+/// the way PAPR allows (the DRC unisolated again, QEMU's `DEVICE_UNPLUG_GUEST_ERROR`), no TCE of
+/// the DIMM is cleared, and the DIMM stays (QEMU's `query-memory-devices`).
+#[test]
+fn memory_holding_a_live_buffer_is_not_given_up() {
+    let image = Arc::new(disk::scratch_image(16 << 20, 0x4d45_4d10));
+    let mut still_there = None;
+    let driven = Scenario::new("dlpar-memory-held", Firmware::Vof)
+        .memory("2G,slots=4,maxmem=8G")
+        .timeout(Duration::from_secs(300))
+        .trace(["spapr_iommu_pci_*", "spapr_iommu_ddw_*", "spapr_drc_set_*"])
+        .append("serve=hold")
+        .qmp()
+        .virtio_blk_image("disk0", None, Arc::clone(&image), true)
+        .run_driven(|guest| {
+            if !guest.wait_console("serve.ready=yes") {
+                return;
+            }
+            guest.execute("object-add", json!({"qom-type": "memory-backend-ram", "id": "mem1", "size": GIB}));
+            guest.execute("device_add", json!({"driver": "pc-dimm", "id": "dimm1", "memdev": "mem1"}));
+            if !guest.wait_console("event.0.status=") {
+                return;
+            }
+            guest.execute("device_del", json!({"id": "dimm1"}));
+            guest.wait_event("DEVICE_UNPLUG_GUEST_ERROR", Some("dimm1"));
+            if !guest.wait_console("event.1.status=") {
+                return;
+            }
+            still_there = guest.execute("query-memory-devices", json!({}));
+            guest.execute("system_powerdown", json!({}));
+        });
+    let outcome = driven.expect_driven();
+    outcome
+        .expect_ok()
+        .expect_kv("event.0.status", "ok")
+        .expect_kv("event.0.dma.held", "0x80000000")
+        .expect_kv("event.1.type", "memory-remove")
+        .expect_kv("event.1.status", "4 LMB(s) not handled")
+        .expect_kv("event.1.memory", "0x80000000+0x40000000");
+    let refused = outcome.require("event.1.lmb.0");
+    if !refused.contains("kept: refused: a DMA buffer at 0x80000000 lives in it") {
+        outcome.fail(&format!("the refusal does not say why: {refused}"));
+    }
+    let dimms = still_there.unwrap_or_default();
+    if !dimms.to_string().contains("\"dimm1\"") {
+        outcome.fail(&format!("QEMU no longer lists the DIMM after the refused remove: {dimms}"));
+    }
+    let liobn = outcome.require_hex("pe.0.ddw.liobn");
+    let trace = outcome.parsed_trace();
+    let stuffs = trace.named("spapr_iommu_pci_stuff").filter_map(|e| TceStuff::parse(&e.rest));
+    let dimm_clears: Vec<TceStuff> = stuffs.filter(|s| s.liobn == liobn && s.ioba > DDW_BASE + DIMM_BASE).collect();
+    if !dimm_clears.is_empty() {
+        outcome.fail(&format!("TCEs of the refused DIMM were cleared: {dimm_clears:x?}"));
+    }
+}
