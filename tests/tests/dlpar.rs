@@ -196,7 +196,8 @@ fn memory_holding_a_live_buffer_is_not_given_up() {
     let liobn = outcome.require_hex("pe.0.ddw.liobn");
     let trace = outcome.parsed_trace();
     let stuffs = trace.named("spapr_iommu_pci_stuff").filter_map(|e| TceStuff::parse(&e.rest));
-    let dimm_clears: Vec<TceStuff> = stuffs.filter(|s| s.liobn == liobn && s.ioba > DDW_BASE + DIMM_BASE).collect();
+    let dimm_clears: Vec<TceStuff> =
+        stuffs.filter(|s| s.liobn == liobn && s.ioba > DDW_BASE + DIMM_BASE).collect();
     if !dimm_clears.is_empty() {
         outcome.fail(&format!("TCEs of the refused DIMM were cleared: {dimm_clears:x?}"));
     }
