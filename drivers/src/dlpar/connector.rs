@@ -16,6 +16,9 @@ use core::fmt;
 use crate::devtree::error::DtError;
 use crate::devtree::writer::FdtWriter;
 
+/// A property given by name and value.
+pub type Prop<'a> = (&'a str, &'a [u8]);
+
 /// One node of a fragment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FragmentNode {
@@ -135,7 +138,7 @@ impl Fragment {
     pub fn to_fdt(
         &self,
         root_props: &[(&str, &[u8])],
-        path: &[(&str, &[(&str, &[u8])])],
+        path: &[(&str, &[Prop<'_>])],
     ) -> Result<Vec<u8>, DtError> {
         let mut w = FdtWriter::new();
         w.begin_node("")?;
