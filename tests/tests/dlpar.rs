@@ -202,3 +202,133 @@ fn memory_holding_a_live_buffer_is_not_given_up() {
         outcome.fail(&format!("TCEs of the refused DIMM were cleared: {dimm_clears:x?}"));
     }
 }
+
+/// Twenty memory events in one run (ten DIMMs added, each removed again, at most three present
+/// at a time, each add checked by a disk read into it), then a power-off. QEMU's trace is
+/// replayed on the host: after every event the DDW's mapped pages above boot RAM must be exactly
+/// the DIMMs QEMU has at that moment, and at the end exactly none.
+#[test]
+fn twenty_memory_events_leave_the_ddw_matching_the_memory_present() {
+    let image = Arc::new(disk::scratch_image(16 << 20, 0x4d45_4d20));
+    // (add?, DIMM number)
+    let mut plan: Vec<(bool, usize)> = Vec::new();
+    for i in 0..10 {
+        plan.push((true, i));
+        if i >= 1 {
+            plan.push((false, i - 1));
+        }
+    }
+    plan.push((false, 9));
+    assert_eq!(plan.len(), 20);
+    let mut layouts: Vec<Vec<(u64, u64)>> = Vec::new();
+    let driven = Scenario::new("dlpar-memory-twenty", Firmware::Vof)
+        .memory("2G,slots=4,maxmem=8G")
+        .timeout(Duration::from_secs(600))
+        .trace(["spapr_iommu_pci_indirect", "spapr_iommu_pci_stuff", "spapr_iommu_ddw_*"])
+        .append("serve")
+        .qmp()
+        .virtio_blk_image("disk0", None, Arc::clone(&image), true)
+        .run_driven(|guest| {
+            if !guest.wait_console("serve.ready=yes") {
+                return;
+            }
+            for (n, &(add, dimm)) in plan.iter().enumerate() {
+                let (mem, dev) = (format!("mem{dimm}"), format!("dimm{dimm}"));
+                if add {
+                    guest.execute(
+                        "object-add",
+                        json!({"qom-type": "memory-backend-ram", "id": mem, "size": GIB / 2}),
+                    );
+                    guest.execute("device_add", json!({"driver": "pc-dimm", "id": dev, "memdev": mem}));
+                } else {
+                    guest.execute("device_del", json!({"id": dev}));
+                    guest.wait_event("DEVICE_DELETED", Some(&dev));
+                    guest.execute("object-del", json!({"id": mem}));
+                }
+                if !guest.wait_console(&format!("event.{n}.status=")) {
+                    return;
+                }
+                let devices = guest.execute("query-memory-devices", json!({})).unwrap_or_default();
+                let present = devices
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|d| Some((d["data"]["addr"].as_u64()?, d["data"]["size"].as_u64()?)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                layouts.push(present);
+            }
+            guest.execute("system_powerdown", json!({}));
+        });
+    let outcome = driven.expect_driven();
+    outcome.expect_ok().expect_kv("event.20.status", "power-off");
+    let after_boot = disk::expected_after_copy(&image);
+    let crcs = disk::mib_crcs(&after_boot);
+    for (n, &(add, _)) in plan.iter().enumerate() {
+        outcome.expect_kv(&format!("event.{n}.status"), "ok");
+        if add {
+            outcome.expect_kv(&format!("event.{n}.dma"), "ok");
+            for (k, crc) in crcs.iter().enumerate() {
+                outcome.expect_kv(&format!("event.{n}.blk.crc.{k}"), &disk::crc_text(*crc));
+            }
+        }
+    }
+    // Replay the DDW's TCE writes and clears above boot RAM, event by event: the kernel's
+    // `event.N.status` line follows each event's hypercalls, so QEMU's log is cut at the
+    // `ddw`-window calls between consecutive status lines by counting them per event.
+    let liobn = outcome.require_hex("pe.0.ddw.liobn");
+    let trace = outcome.parsed_trace();
+    let mut mapped = std::collections::BTreeSet::new();
+    let mut calls_seen = 0usize;
+    let calls: Vec<(bool, u64, u64)> = trace
+        .events()
+        .iter()
+        .filter_map(|e| match e.name.as_str() {
+            "spapr_iommu_pci_indirect" => {
+                let c = TceIndirect::parse(&e.rest)?;
+                (c.liobn == liobn && c.ioba >= DDW_BASE + DIMM_BASE)
+                    .then(|| (true, c.ioba, c.entries().unwrap_or(0)))
+            }
+            "spapr_iommu_pci_stuff" => {
+                let s = TceStuff::parse(&e.rest)?;
+                let first = s.ioba - (s.npages << 24);
+                (s.liobn == liobn && first >= DDW_BASE + DIMM_BASE && s.ret == 0)
+                    .then(|| (false, first, s.npages))
+            }
+            _ => None,
+        })
+        .collect();
+    for (n, present) in layouts.iter().enumerate() {
+        let per_event = outcome.require_u64(&format!("event.{n}.tce_calls")) as usize;
+        for &(write, ioba, pages) in &calls[calls_seen..(calls_seen + per_event).min(calls.len())] {
+            for page in 0..pages {
+                let bus = ioba + (page << 24);
+                if write {
+                    mapped.insert(bus);
+                } else {
+                    mapped.remove(&bus);
+                }
+            }
+        }
+        calls_seen += per_event;
+        let expected: std::collections::BTreeSet<u64> = present
+            .iter()
+            .flat_map(|&(addr, size)| (0..size >> 24).map(move |p| DDW_BASE + addr + (p << 24)))
+            .collect();
+        if mapped != expected {
+            outcome.fail(&format!(
+                "after event {n} the DDW maps {} pages above boot RAM, QEMU has {} (DIMMs {present:x?})",
+                mapped.len(),
+                expected.len()
+            ));
+        }
+    }
+    if calls_seen != calls.len() || !mapped.is_empty() {
+        outcome.fail(&format!(
+            "{} TCE calls traced, {calls_seen} reported; {} pages left mapped",
+            calls.len(),
+            mapped.len()
+        ));
+    }
+}
