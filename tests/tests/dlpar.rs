@@ -294,7 +294,7 @@ fn twenty_memory_events_leave_the_ddw_matching_the_memory_present() {
                 let s = TceStuff::parse(&e.rest)?;
                 let first = s.ioba - (s.npages << 24);
                 (s.liobn == liobn && first >= DDW_BASE + DIMM_BASE && s.ret == 0)
-                    .then(|| (false, first, s.npages))
+                    .then_some((false, first, s.npages))
             }
             _ => None,
         })
