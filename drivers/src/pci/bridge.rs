@@ -125,12 +125,8 @@ pub struct Bridge {
     pub io_decode: Option<Decode>,
     /// Decode width of its prefetchable window, `None` if it has none.
     pub prefetchable_decode: Option<Decode>,
-    /// The open I/O window.
-    pub io: Option<Window>,
-    /// The open memory window.
-    pub memory: Option<Window>,
-    /// The open prefetchable window.
-    pub prefetchable: Option<Window>,
+    /// The open windows, in [`WindowKind::ALL`] order (`None`: closed or not implemented).
+    pub windows: [Option<Window>; 3],
 }
 
 impl Bridge {
@@ -145,20 +141,12 @@ impl Bridge {
 
     /// The open window of `kind`.
     pub fn window(&self, kind: WindowKind) -> Option<Window> {
-        match kind {
-            WindowKind::Io => self.io,
-            WindowKind::Memory => self.memory,
-            WindowKind::Prefetchable => self.prefetchable,
-        }
+        self.windows[kind as usize]
     }
 
     /// Records the window of `kind` as open (`Some`) or closed.
     pub fn set_window(&mut self, kind: WindowKind, window: Option<Window>) {
-        match kind {
-            WindowKind::Io => self.io = window,
-            WindowKind::Memory => self.memory = window,
-            WindowKind::Prefetchable => self.prefetchable = window,
-        }
+        self.windows[kind as usize] = window;
     }
 }
 
@@ -238,9 +226,7 @@ pub fn read_bridge(cfg: &mut impl ConfigAccess, bdf: Bdf) -> Result<Bridge, Conf
         buses: BusNumbers { primary, secondary, subordinate },
         io_decode,
         prefetchable_decode,
-        io,
-        memory,
-        prefetchable,
+        windows: [io, memory, prefetchable],
     })
 }
 
@@ -306,17 +292,22 @@ pub fn write_window(
             }
         }
     };
+    // The low nibble of each base and limit register is the read-only decode type; it is
+    // written back as it reads, so the value written is the value the register then holds.
+    let type_bits =
+        u32::from(matches!(decode, Decode::Bits32 if kind == WindowKind::Io) || decode == Decode::Bits64);
     match kind {
         WindowKind::Io => {
-            let pair = (base >> 8 & 0xf0) as u16 | ((limit >> 8 & 0xf0) as u16) << 8;
+            let pair = (base >> 8 & 0xf0) as u32 | type_bits | ((limit >> 8 & 0xf0) as u32 | type_bits) << 8;
             if decode == Decode::Bits32 {
                 cfg.write_u16(bdf, IO_BASE_UPPER, (base >> 16) as u16)?;
                 cfg.write_u16(bdf, IO_LIMIT_UPPER, (limit >> 16) as u16)?;
             }
-            cfg.write_u16(bdf, IO_BASE, pair)?;
+            cfg.write_u16(bdf, IO_BASE, pair as u16)?;
         }
         WindowKind::Memory | WindowKind::Prefetchable => {
-            let pair = (base >> 16 & 0xfff0) as u32 | ((limit >> 16 & 0xfff0) as u32) << 16;
+            let pair =
+                (base >> 16 & 0xfff0) as u32 | type_bits | ((limit >> 16 & 0xfff0) as u32 | type_bits) << 16;
             if kind == WindowKind::Prefetchable && decode == Decode::Bits64 {
                 cfg.write_u32(bdf, PREFETCHABLE_BASE_UPPER, (base >> 32) as u32)?;
                 cfg.write_u32(bdf, PREFETCHABLE_LIMIT_UPPER, (limit >> 32) as u32)?;
@@ -357,12 +348,12 @@ mod tests {
         write_window(&mut cfg, at, &bridge, WindowKind::Memory, Some(memory)).unwrap();
         write_window(&mut cfg, at, &bridge, WindowKind::Prefetchable, Some(prefetchable)).unwrap();
         let read = read_bridge(&mut cfg, at).unwrap();
-        assert_eq!((read.io, read.memory, read.prefetchable), (Some(io), Some(memory), Some(prefetchable)));
+        assert_eq!(read.windows, [Some(io), Some(memory), Some(prefetchable)]);
         for kind in WindowKind::ALL {
             write_window(&mut cfg, at, &bridge, kind, None).unwrap();
         }
         let closed = read_bridge(&mut cfg, at).unwrap();
-        assert_eq!((closed.io, closed.memory, closed.prefetchable), (None, None, None));
+        assert_eq!(closed.windows, [None, None, None]);
     }
 
     #[test]
@@ -371,8 +362,8 @@ mod tests {
         // [0, granule) in each window.
         let (mut cfg, at) = bridge_at_root(Some(Decode::Bits16), Some(Decode::Bits64));
         let bridge = read_bridge(&mut cfg, at).unwrap();
-        assert_eq!(bridge.io, Some(Window { bus_base: 0, size: IO_GRANULE }));
-        assert_eq!(bridge.memory, Some(Window { bus_base: 0, size: MEMORY_GRANULE }));
+        assert_eq!(bridge.window(WindowKind::Io), Some(Window { bus_base: 0, size: IO_GRANULE }));
+        assert_eq!(bridge.window(WindowKind::Memory), Some(Window { bus_base: 0, size: MEMORY_GRANULE }));
         assert_eq!(bridge.buses, BusNumbers { primary: 0, secondary: 1, subordinate: 1 });
         assert_eq!(cfg.function(at).peek(IO_BASE, crate::pci::config::Width::Word), 0, "probe undone");
     }
@@ -381,7 +372,7 @@ mod tests {
     fn missing_windows_are_detected_and_cannot_be_written() {
         let (mut cfg, at) = bridge_at_root(None, None);
         let bridge = read_bridge(&mut cfg, at).unwrap();
-        assert_eq!((bridge.io_decode, bridge.prefetchable_decode, bridge.io), (None, None, None));
+        assert_eq!((bridge.io_decode, bridge.prefetchable_decode, bridge.windows[0]), (None, None, None));
         let window = Window { bus_base: 0x1000, size: 0x1000 };
         assert_eq!(
             write_window(&mut cfg, at, &bridge, WindowKind::Io, Some(window)),

@@ -133,15 +133,16 @@ fn bad_bus_numbers_are_reported() {
 #[test]
 fn overlapping_sibling_bus_ranges_are_reported() {
     let mut cfg = FakeConfigSpace::new();
-    firmware_bridge(&mut cfg, bdf(0, 1, 0), 1, MEM, PREF);
-    set_buses(&mut cfg, bdf(0, 1, 0), 0x03_01_00);
-    let second = Window { bus_base: MEM.bus_base + MIB, size: MIB };
-    let second_pref = Window { bus_base: PREF.bus_base + MIB, size: MIB };
-    firmware_bridge(&mut cfg, bdf(0, 2, 0), 3, second, second_pref);
-    assert_eq!(
-        kept_problems(&mut cfg, bdf(0, 2, 0)),
-        ["its buses 03-03 overlap the buses 01-03 of bridge 00:01.0 beside it"]
-    );
+    // 00:01.0 to buses 1..=3, 00:02.0 to bus 3, their windows side by side.
+    for (device, buses, shift) in [(1, 0x03_01_00, 0), (2, 0x03_03_00, MIB)] {
+        let at = bdf(0, device, 0);
+        let memory = Window { bus_base: MEM.bus_base + shift, size: MIB };
+        let prefetchable = Window { bus_base: PREF.bus_base + shift, size: MIB };
+        firmware_bridge(&mut cfg, at, 1, memory, prefetchable);
+        set_buses(&mut cfg, at, buses);
+    }
+    let problems = kept_problems(&mut cfg, bdf(0, 2, 0));
+    assert_eq!(problems, ["its buses 03-03 overlap the buses 01-03 of bridge 00:01.0 beside it"]);
 }
 
 #[test]

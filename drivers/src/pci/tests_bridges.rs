@@ -318,7 +318,7 @@ fn a_bridge_without_a_prefetchable_window_holds_prefetchable_bars_in_its_memory_
     let (functions, assignments, windows) = clean_layout(&mut cfg);
     let registers = find(&functions, bdf(0, 2, 0)).bridge.unwrap();
     assert_eq!((registers.io_decode, registers.prefetchable_decode), (None, None));
-    let memory = registers.memory.unwrap();
+    let memory = registers.window(WindowKind::Memory).unwrap();
     assert_eq!(memory.size, MIB, "4 KiB + 16 KiB in one MiB");
     let bar4 = find(&functions, bdf(1, 1, 0)).bar(4).unwrap();
     assert!(bar4.bus_addr >= memory.bus_base && bar4.bus_addr + bar4.size <= memory.bus_base + memory.size);
@@ -401,7 +401,7 @@ fn a_window_that_fits_its_decoder_but_not_the_phb_is_closed_with_its_bars_named(
         ["BAR0: not assigned, the memory window of bridge 00:02.0 above it could not be opened"]
     );
     let registers = read_bridge(&mut cfg, bdf(0, 2, 0)).unwrap();
-    assert_eq!(registers.memory, None, "closed in the registers too");
+    assert_eq!(registers.window(WindowKind::Memory), None, "closed in the registers too");
 }
 
 #[test]
