@@ -93,14 +93,25 @@ pub enum Decode {
     Bits64,
 }
 
+impl fmt::Display for Decode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-bit", self.bits())
+    }
+}
+
 impl Decode {
+    /// Address bits decoded.
+    pub const fn bits(self) -> u32 {
+        match self {
+            Decode::Bits16 => 16,
+            Decode::Bits32 => 32,
+            Decode::Bits64 => 64,
+        }
+    }
+
     /// The highest address the decoder can name.
     pub const fn max_address(self) -> u64 {
-        match self {
-            Decode::Bits16 => 0xffff,
-            Decode::Bits32 => 0xffff_ffff,
-            Decode::Bits64 => u64::MAX,
-        }
+        u64::MAX >> (64 - self.bits())
     }
 }
 
@@ -294,8 +305,10 @@ pub fn write_window(
     };
     // The low nibble of each base and limit register is the read-only decode type; it is
     // written back as it reads, so the value written is the value the register then holds.
-    let type_bits =
-        u32::from(matches!(decode, Decode::Bits32 if kind == WindowKind::Io) || decode == Decode::Bits64);
+    let type_bits: u32 = match (kind, decode) {
+        (WindowKind::Io, Decode::Bits32) | (WindowKind::Prefetchable, Decode::Bits64) => 1,
+        _ => 0,
+    };
     match kind {
         WindowKind::Io => {
             let pair = (base >> 8 & 0xf0) as u32 | type_bits | ((limit >> 8 & 0xf0) as u32 | type_bits) << 8;

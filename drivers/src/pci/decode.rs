@@ -4,8 +4,8 @@
 //! register and masters DMA only with Bus Master set (PCI Local Bus 3.0 §6.2.2). A bridge
 //! forwards its memory and prefetchable windows only with Memory Space set, its I/O window
 //! only with I/O Space set, and DMA from behind it upstream only with Bus Master set
-//! (PCI-to-PCI Bridge Architecture 1.2 §3.2.5.1 Command; QEMU `hw/pci/pci_bridge.c :
-//! pci_bridge_region_init` maps the windows only with those bits).
+//! (PCI-to-PCI Bridge Architecture 1.2, the Command register of the type 1 header; QEMU
+//! `hw/pci/pci_bridge.c : pci_bridge_region_init` maps the windows only with those bits).
 //!
 //! Rules: a space is decoded only when every BAR of the function in it is assigned (an
 //! unassigned BAR would claim address 0); a bridge's space is decoded when it has an open

@@ -363,7 +363,7 @@ fn a_device_too_big_for_the_phb_window_is_a_clear_problem() {
     let bridge_fn = find(&functions, bdf(0, 2, 0));
     assert_eq!(
         bridge_fn.problems,
-        ["its memory window would need 0x140100000 bytes, more than its Bits32 decoder reaches: closed, what is \
+        ["its memory window would need 0x140100000 bytes, more than its 32-bit decoder reaches: closed, what is \
           behind it is not assigned"]
     );
     assert_eq!(window(bridge_fn, WindowKind::Memory), None);

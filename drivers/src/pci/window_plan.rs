@@ -316,7 +316,7 @@ impl core::fmt::Display for SizeError {
         match self {
             SizeError::Overflow { .. } => write!(f, "would need more than 2^64 bytes"),
             SizeError::TooLarge { size, decode, .. } => {
-                write!(f, "would need {size:#x} bytes, more than its {decode:?} decoder reaches")
+                write!(f, "would need {size:#x} bytes, more than its {decode} decoder reaches")
             }
         }
     }
@@ -335,20 +335,18 @@ pub fn pack(
     requests.sort_by_key(|&(_, size, align)| (core::cmp::Reverse(align), core::cmp::Reverse(size)));
     let granule = kind.granule();
     let all_items = || requests.iter().map(|r| r.0).collect::<Vec<Item>>();
+    let overflow = || SizeError::Overflow { items: all_items() };
     let mut cursor = 0u64;
     let mut align = granule;
     let mut items = Vec::with_capacity(requests.len());
     for &(item, size, item_align) in &requests {
-        let item_align = item_align
-            .max(1)
-            .checked_next_power_of_two()
-            .ok_or(SizeError::Overflow { items: all_items() })?;
-        let offset = align_up(cursor, item_align).ok_or(SizeError::Overflow { items: all_items() })?;
-        cursor = offset.checked_add(size).ok_or(SizeError::Overflow { items: all_items() })?;
+        let item_align = item_align.max(1).checked_next_power_of_two().ok_or_else(overflow)?;
+        let offset = align_up(cursor, item_align).ok_or_else(overflow)?;
+        cursor = offset.checked_add(size).ok_or_else(overflow)?;
         align = align.max(item_align);
         items.push((item, offset));
     }
-    let size = align_up(cursor, granule).ok_or(SizeError::Overflow { items: all_items() })?;
+    let size = align_up(cursor, granule).ok_or_else(overflow)?;
     if size - 1 > decode.max_address() || align - 1 > decode.max_address() {
         return Err(SizeError::TooLarge { size, decode, items: all_items() });
     }
