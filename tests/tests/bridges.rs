@@ -112,6 +112,19 @@ fn check_behind(firmware: Firmware, levels: usize, device: &str, buses: &[(&str,
             "bridges (innermost first, primary/secondary/subordinate) {found:?}, expected {buses:?}"
         ));
     }
+    // Whoever laid the buses out placed every BAR, the bridges' own included.
+    let by = layout(firmware);
+    for function in &outcome.kv.pci_functions() {
+        let odd: Vec<&String> = function
+            .bars
+            .iter()
+            .filter(|(_, bar, _)| bar.as_ref().is_none_or(|b| b.by != by))
+            .map(|(_, _, raw)| raw)
+            .collect();
+        if !odd.is_empty() {
+            outcome.fail(&format!("{} BARs not placed by {by}: {odd:?}", function.bdf));
+        }
+    }
     check_direct_dma(&outcome, &trace);
     outcome.expect_scratch_disk(0, "disk0", &image);
 }
