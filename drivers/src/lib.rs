@@ -13,7 +13,8 @@
 //! - [`devtree`]: the flattened device tree as a [`devtree::platform::Platform`] (memory,
 //!   hot-plug maximum, RTAS tokens, PHBs with `ibm,dma-window`, `ibm,ddw-applicable`,
 //!   `ibm,ddw-extensions`), every malformed property reported, never fatal.
-//! - [`pci`]: enumeration and BAR assignment over a [`pci::ConfigAccess`].
+//! - [`pci`]: enumeration and BAR assignment over a [`pci::ConfigAccess`], through PCI-to-PCI
+//!   bridges (buses numbered and windows opened, or firmware's layout checked).
 //! - [`iommu`]: the DDW driver. [`iommu::enable_ddw`] for one PE; [`iommu::set_up`] for the
 //!   whole per-PE policy (fresh boot, warm restart, single-window PEs that must replace their
 //!   default window, hybrid and limited-addressing windows); [`iommu::conformance`] for a

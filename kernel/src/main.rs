@@ -38,6 +38,7 @@ use boundary::memory::{heap_region, Reserved};
 use boundary::rtas::Firmware;
 use drivers::cmdline::{Args, ServeMode, TestMode};
 use drivers::devtree::platform::Platform;
+use drivers::pci::BridgeLayout;
 
 /// The boot timeline: `boot.t.<step>=<timebase ticks since the first Rust instruction>`.
 pub struct Timeline {
@@ -60,6 +61,15 @@ enum FirmwareKind {
 }
 
 impl FirmwareKind {
+    /// Who lays out the buses behind PCI-to-PCI bridges: SLOF does (board-qemu's PCI scan
+    /// numbers the buses and opens the windows), VOF and FDT-direct leave it to the kernel.
+    fn bridge_layout(self) -> BridgeLayout {
+        match self {
+            FirmwareKind::Slof => BridgeLayout::Firmware,
+            FirmwareKind::Vof | FirmwareKind::FdtDirect => BridgeLayout::Kernel,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             FirmwareKind::Slof => "slof",
@@ -118,7 +128,7 @@ fn boot(handoff: BootHandoff) -> ! {
     let mmu = boundary::mmu::enable(&platform, args.mmu);
     timeline.mark("mmu");
     let hz = platform.cpus.timebase_hz.unwrap_or(512_000_000).max(1);
-    let mut phbs = pci_scan::scan_all(&platform, booted.firmware);
+    let mut phbs = pci_scan::scan_all(&platform, booted.firmware, booted.kind.bridge_layout());
     timeline.mark("pci");
     dma_setup::set_up_all(&platform, booted.firmware, &mut phbs, &args, hz, &timeline);
     timeline.mark("dma");

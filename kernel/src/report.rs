@@ -9,7 +9,7 @@ use core::fmt::Write;
 use drivers::devtree::phb::{PciSpace, PhbInfo};
 use drivers::devtree::platform::Platform;
 use drivers::iommu::MultiTce;
-use drivers::pci::{Assignment, BarKind, BarOrigin, Function};
+use drivers::pci::{Assignment, BarKind, BarOrigin, BridgeLayout, Function, WindowKind};
 
 /// Prints one machine-readable fact.
 #[macro_export]
@@ -186,7 +186,58 @@ pub fn function(phb_index: usize, phb: &PhbInfo, function: &Function, assignment
         Some(_) => "mismatch",
     };
     kv!(key("dt"), "{}", verdict);
+    if let Some(upstream) = function.upstream {
+        kv!(key("behind"), "{}", upstream);
+    }
     for problem in &function.problems {
         kv!(key("problem"), "{}", problem);
     }
+}
+
+/// `kernel` or `firmware`: who laid out what is behind the bridges.
+pub fn layout_name(layout: BridgeLayout) -> &'static str {
+    match layout {
+        BridgeLayout::Firmware => "firmware",
+        BridgeLayout::Kernel => "kernel",
+    }
+}
+
+/// A bridge's bus numbers and windows (nothing for other functions).
+pub fn bridge(phb_index: usize, phb: &PhbInfo, function: &Function, layout: BridgeLayout) {
+    let Some(bridge) = function.bridge else { return };
+    let bdf = function.bdf;
+    let key = |name: &str| alloc::format!("pci.{phb_index}.{bdf}.{name}");
+    let buses = bridge.buses;
+    kv!(
+        key("bridge"),
+        "primary={:02x},secondary={:02x},subordinate={:02x},by={}",
+        buses.primary,
+        buses.secondary,
+        buses.subordinate,
+        layout_name(layout)
+    );
+    let mut said = String::new();
+    for kind in WindowKind::ALL {
+        let name = kind.name();
+        let value = match (bridge.decode(kind), bridge.window(kind)) {
+            (None, _) => String::from("none"),
+            (Some(_), None) => String::from("closed"),
+            (Some(_), Some(w)) => {
+                let space = if kind == WindowKind::Io { PciSpace::Io } else { PciSpace::Mem64 };
+                let cpu = phb
+                    .bus_to_cpu(space, w.bus_base, w.size)
+                    .map(|a| alloc::format!("{:#x}", a.0))
+                    .unwrap_or_else(|| String::from("none"));
+                let _ = write!(said, " {name} {:#x}+{:#x}", w.bus_base, w.size);
+                alloc::format!("bus={:#x},cpu={cpu},size={:#x}", w.bus_base, w.size)
+            }
+        };
+        kv!(key(&alloc::format!("window.{name}")), "{}", value);
+    }
+    println!(
+        "  {bdf} bridge to buses {:02x}-{:02x}:{}",
+        buses.secondary,
+        buses.subordinate,
+        if said.is_empty() { " no window open" } else { said.as_str() }
+    );
 }

@@ -4,9 +4,11 @@
 //! under a chosen firmware and machine with a timeout, saving the console and QEMU's trace;
 //! `kv` and `trace` parse the kernel's `key=value` lines and QEMU's trace so tests can assert
 //! on both; `disk` makes the disk images of the DMA self-tests and checks what the kernel
-//! reported about them and left in them; `summary` renders the report for a person (text and
-//! SVG).
+//! reported about them and left in them; `bridges` puts devices behind PCI-to-PCI bridges and
+//! judges the kernel's report of them by QEMU's trace; `summary` renders the report for a
+//! person (text and SVG).
 
+pub mod bridges;
 pub mod build;
 pub mod disk;
 pub mod image;

@@ -1,39 +1,58 @@
-//! BAR assignment for functions on the root bus, and decode/bus-master enabling.
+//! BAR assignment: the root bus's BARs and, where the kernel owns the layout, the bridges'
+//! windows and every BAR behind them.
 //!
 //! On QEMU pseries, SLOF assigns BARs itself (`aik/SLOF : board-qemu/slof/pci-phb.fs`), but
 //! with VOF (`x-vof=on`) or an FDT-direct boot nobody does, and QEMU ≥ 4.2 says so with
 //! `linux,pci-probe-only = 0` (QEMU hw/ppc/spapr_pci.c `spapr_dt_phb`). Rules implemented here:
 //! - a BAR whose address is 0 is unassigned (memory and I/O alike), so 0 is never handed out;
-//! - assigned BARs are kept ([`BarOrigin::Firmware`]) and their ranges reserved;
-//! - unassigned BARs are placed largest first at the lowest naturally aligned free address
-//!   (PCI Local Bus 3.0 §6.2.5.1: a BAR decodes a power-of-two, size-aligned range): Mem64 into
-//!   the 64-bit window, falling back to the 32-bit one, Mem32 into the 32-bit window (which must
-//!   end at or below 4 GiB), I/O into the I/O window;
-//! - only root-bus functions are assigned: buses behind bridges would need bridge windows;
-//! - type 0 root-bus functions with BARs then get Memory/I/O decode for each kind whose BARs are
-//!   all assigned (decode of a kind with an unassigned BAR is switched off) and Bus Master.
+//! - assigned root-bus BARs are kept ([`BarOrigin::Firmware`]) and their ranges reserved;
+//! - behind bridges, [`BridgeLayout`] decides: firmware's layout is kept, reserved and checked
+//!   (`bridge_check`), or the kernel sizes every bridge window (`window_plan`) and places it
+//!   and what it holds (`window_place`), every BAR behind a bridge included;
+//! - what needs room on the root bus — unassigned BARs and, in the kernel's layout, the root
+//!   bridges' windows — is placed largest first at the lowest aligned free address (PCI Local
+//!   Bus 3.0 §6.2.5.1: a BAR decodes a power-of-two, size-aligned range): Mem64 BARs and 64-bit
+//!   prefetchable windows into the 64-bit window, falling back to the 32-bit one; Mem32 BARs,
+//!   memory windows and 32-bit prefetchable windows into the 32-bit window (which must end at
+//!   or below 4 GiB); I/O into the I/O window;
+//! - decode and bus mastering are then enabled (`decode`).
 //!
-//! A BAR that does not fit is recorded in `Function::problems` and left unassigned.
+//! A BAR or window that does not fit is recorded in `Function::problems` and left unassigned
+//! (a window closed, and every BAR it would have held named too).
 
 use alloc::{format, vec::Vec};
 
 use super::bar::{program_bar, BarKind};
 use super::bdf::Bdf;
-use super::config::{ConfigAccess, ConfigError};
+use super::bridge::WindowKind;
+use super::bridge_check::check_firmware_layout;
+use super::config::ConfigAccess;
+use super::decode::enable_decode;
 use super::error::PciError;
 use super::function::Function;
-use super::header::{Command, COMMAND, HEADER_TYPE_NORMAL};
+use super::space::{Range, Reserved};
+use super::window_place::{place_behind_bridges, Bases};
+use super::window_plan::{plan_windows, BridgePlan, Plan, Reach};
 
 /// Highest exclusive end of a 32-bit bus address range.
 const FOUR_GIB: u64 = 1 << 32;
 
-/// One PHB window in PCI bus addresses.
+/// One bus address range: a PHB window, or a bridge's window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Window {
     /// First bus address.
     pub bus_base: u64,
     /// Size in bytes.
     pub size: u64,
+}
+
+impl Window {
+    /// True if `[address, address + size)` lies inside the window.
+    pub fn holds(&self, address: u64, size: u64) -> bool {
+        let end = address.checked_add(size);
+        let window_end = self.bus_base.checked_add(self.size);
+        address >= self.bus_base && end.zip(window_end).is_some_and(|(end, window_end)| end <= window_end)
+    }
 }
 
 /// The PHB's windows (from the `ranges` property: space codes 1, 2 and 3).
@@ -45,6 +64,17 @@ pub struct Windows {
     pub mem32: Option<Window>,
     /// 64-bit memory window.
     pub mem64: Option<Window>,
+}
+
+/// Who lays out what is behind the PCI-to-PCI bridges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BridgeLayout {
+    /// Firmware numbered the buses, opened the windows and placed the BARs behind bridges
+    /// (SLOF): kept, and checked.
+    Firmware,
+    /// Nobody did (VOF, FDT-direct): the kernel numbers the buses (`numbering`), sizes and
+    /// opens the windows and places every BAR behind a bridge.
+    Kernel,
 }
 
 /// Who chose a BAR's address.
@@ -71,78 +101,126 @@ pub struct Assignment {
     pub origin: BarOrigin,
 }
 
-/// A half-open bus address range in use.
+/// What needs room on the root bus.
 #[derive(Clone, Copy)]
-struct Range {
-    start: u64,
-    end: u64,
+enum Request {
+    /// `functions[function].bars[position]`.
+    Bar { function: usize, position: usize },
+    /// The window of `kind` of the root bridge `functions[bridge]`.
+    Window { bridge: usize, kind: WindowKind, size: u64, align: u64, reach: Reach },
 }
 
-/// Ranges in use in the I/O and memory bus address spaces.
-#[derive(Default)]
-struct Reserved {
-    io: Vec<Range>,
-    memory: Vec<Range>,
-}
-
-impl Reserved {
-    fn space(&mut self, kind: BarKind) -> &mut Vec<Range> {
-        match kind {
-            BarKind::Io => &mut self.io,
-            BarKind::Mem32 | BarKind::Mem64 => &mut self.memory,
+impl Request {
+    fn size(self, functions: &[Function]) -> u64 {
+        match self {
+            Request::Bar { function, position } => functions[function].bars[position].size,
+            Request::Window { size, .. } => size,
         }
     }
 }
 
-/// Assigns every unassigned BAR of the root-bus functions, keeps firmware assignments, and
-/// enables decode and bus mastering (see the module documentation for the rules).
+/// Assigns BARs (and, in the kernel's layout, bridge windows), keeps firmware assignments,
+/// and enables decode and bus mastering (see the module documentation for the rules).
 ///
 /// Returns all assigned BARs (firmware and kernel). Fails only for an invalid window.
 pub fn assign_bars(
     cfg: &mut impl ConfigAccess,
     functions: &mut [Function],
     windows: &Windows,
+    layout: BridgeLayout,
 ) -> Result<Vec<Assignment>, PciError> {
     validate_window(windows.io, BarKind::Io, FOUR_GIB)?;
     validate_window(windows.mem32, BarKind::Mem32, FOUR_GIB)?;
     validate_window(windows.mem64, BarKind::Mem64, u64::MAX)?;
-    let behind_bridge: Vec<bool> =
-        functions.iter().map(|function| is_behind_bridge(functions, function.bdf.bus)).collect();
     let mut reserved = Reserved::default();
+    let plans = match layout {
+        BridgeLayout::Firmware => {
+            check_firmware_layout(functions, windows);
+            reserve_root_bridge_windows(functions, &mut reserved);
+            Vec::new()
+        }
+        BridgeLayout::Kernel => {
+            for function in functions.iter_mut().filter(|f| f.upstream.is_some()) {
+                function.bars.iter_mut().for_each(|bar| bar.bus_addr = 0);
+            }
+            plan_windows(functions)
+        }
+    };
     let mut assignments = reserve_firmware_bars(functions, &mut reserved);
-    for (function, behind) in functions.iter_mut().zip(&behind_bridge) {
-        if *behind && function.bars.iter().any(|bar| !bar.is_assigned()) {
-            function.problems.push("behind a bridge: BARs not assigned".into());
+    let mut requests: Vec<Request> = Vec::new();
+    for (index, function) in functions.iter().enumerate().filter(|(_, f)| f.upstream.is_none()) {
+        for (position, bar) in function.bars.iter().enumerate() {
+            if !bar.is_assigned() {
+                requests.push(Request::Bar { function: index, position });
+            }
+        }
+        if let Some(Some(plan)) = plans.get(index) {
+            requests.extend(window_requests(index, plan));
         }
     }
-    let mut requests: Vec<(usize, usize)> = Vec::new();
-    for (function_index, function) in functions.iter().enumerate() {
-        if !behind_bridge[function_index] {
-            for (bar_position, bar) in function.bars.iter().enumerate() {
-                if !bar.is_assigned() {
-                    requests.push((function_index, bar_position));
+    requests.sort_by_key(|request| core::cmp::Reverse(request.size(functions)));
+    let mut bases = Bases::new();
+    for request in requests {
+        match request {
+            Request::Bar { function, position } => {
+                let function = &mut functions[function];
+                if let Some(assignment) = place_bar(cfg, function, position, windows, &mut reserved) {
+                    assignments.push(assignment);
+                }
+            }
+            Request::Window { bridge, kind, size, align, reach } => {
+                let candidates = window_candidates(kind, reach, windows);
+                match reserved.take(kind_space(kind), &candidates, size, align) {
+                    Some(base) => {
+                        bases.insert((bridge, kind), base);
+                    }
+                    None => functions[bridge].problems.push(format!(
+                        "its {kind} window ({size:#x} bytes for what is behind it) does not fit in the PHB's \
+                         windows: closed, what is behind it is not assigned"
+                    )),
                 }
             }
         }
     }
-    requests.sort_by_key(|&(f, b)| core::cmp::Reverse(functions[f].bars[b].size));
-    for (function_index, bar_position) in requests {
-        let function = &mut functions[function_index];
-        if let Some(assignment) = place_bar(cfg, function, bar_position, windows, &mut reserved) {
-            assignments.push(assignment);
-        }
+    if layout == BridgeLayout::Kernel {
+        assignments.extend(place_behind_bridges(cfg, functions, &plans, &mut bases));
     }
-    for (function, behind) in functions.iter_mut().zip(&behind_bridge) {
-        if !*behind && function.header_type == HEADER_TYPE_NORMAL && !function.bars.is_empty() {
-            enable_decode(cfg, function);
-        }
-    }
+    enable_decode(cfg, functions);
     Ok(assignments)
 }
 
-/// True if some bridge in `functions` has `bus` as its secondary bus.
-fn is_behind_bridge(functions: &[Function], bus: u8) -> bool {
-    functions.iter().any(|function| function.is_bridge() && function.secondary_bus == Some(bus))
+/// The sized windows of a root bridge, as requests.
+fn window_requests(bridge: usize, plan: &BridgePlan) -> Vec<Request> {
+    WindowKind::ALL
+        .into_iter()
+        .filter_map(|kind| match plan.window(kind) {
+            Plan::Sized(packed) => Some(Request::Window {
+                bridge,
+                kind,
+                size: packed.size,
+                align: packed.align,
+                reach: plan.reach,
+            }),
+            Plan::Empty | Plan::Failed => None,
+        })
+        .collect()
+}
+
+/// The PHB windows a root bridge's window of `kind` may go into, in order of preference.
+fn window_candidates(kind: WindowKind, reach: Reach, windows: &Windows) -> [Option<Window>; 2] {
+    match (kind, reach) {
+        (WindowKind::Io, _) => [windows.io, None],
+        (WindowKind::Memory, _) | (WindowKind::Prefetchable, Reach::Below4G) => [windows.mem32, None],
+        (WindowKind::Prefetchable, Reach::Anywhere) => [windows.mem64, windows.mem32],
+    }
+}
+
+/// The bus address space a window of `kind` lives in.
+fn kind_space(kind: WindowKind) -> BarKind {
+    match kind {
+        WindowKind::Io => BarKind::Io,
+        WindowKind::Memory | WindowKind::Prefetchable => BarKind::Mem32,
+    }
 }
 
 /// Rejects empty, wrapping or too-high windows.
@@ -156,13 +234,28 @@ fn validate_window(window: Option<Window>, kind: BarKind, limit: u64) -> Result<
     }
 }
 
-/// Lists and reserves BARs that already have an address.
+/// Reserves the open windows of the root bridges (firmware's layout): nothing placed on the
+/// root bus may overlap what a bridge forwards.
+fn reserve_root_bridge_windows(functions: &[Function], reserved: &mut Reserved) {
+    for function in functions.iter().filter(|f| f.upstream.is_none()) {
+        let Some(bridge) = function.bridge else { continue };
+        for kind in WindowKind::ALL {
+            if let Some(window) = bridge.window(kind) {
+                reserved.space(kind_space(kind)).push(Range::of(window));
+            }
+        }
+    }
+}
+
+/// Lists and reserves BARs that already have an address (in the kernel's layout the BARs
+/// behind bridges were cleared first, so these are the root bus's).
 fn reserve_firmware_bars(functions: &[Function], reserved: &mut Reserved) -> Vec<Assignment> {
     let mut assignments = Vec::new();
     for function in functions {
         for bar in function.bars.iter().filter(|bar| bar.is_assigned()) {
-            let end = bar.bus_addr.saturating_add(bar.size);
-            reserved.space(bar.kind).push(Range { start: bar.bus_addr, end });
+            if function.upstream.is_none() {
+                reserved.space(bar.kind).push(Range::of(Window { bus_base: bar.bus_addr, size: bar.size }));
+            }
             assignments.push(Assignment {
                 bdf: function.bdf,
                 bar_index: bar.index,
@@ -175,8 +268,8 @@ fn reserve_firmware_bars(functions: &[Function], reserved: &mut Reserved) -> Vec
     assignments
 }
 
-/// Finds room for `function.bars[bar_position]`, programs it and reserves it; records a
-/// problem and returns `None` if it does not fit or cannot be written.
+/// Finds room for the root-bus BAR `function.bars[bar_position]`, programs it and reserves
+/// it; records a problem and returns `None` if it does not fit or cannot be written.
 fn place_bar(
     cfg: &mut impl ConfigAccess,
     function: &mut Function,
@@ -190,14 +283,11 @@ fn place_bar(
         BarKind::Mem32 => [windows.mem32, None],
         BarKind::Mem64 => [windows.mem64, windows.mem32],
     };
-    let space = reserved.space(bar.kind);
-    let Some(bus_addr) = candidates.iter().flatten().find_map(|window| find_free(space, window, bar.size))
-    else {
+    let Some(bus_addr) = reserved.take(bar.kind, &candidates, bar.size, bar.size) else {
         let problem = format!("BAR{}: {:#x} bytes of {:?} do not fit", bar.index, bar.size, bar.kind);
         function.problems.push(problem);
         return None;
     };
-    space.push(Range { start: bus_addr, end: bus_addr + bar.size });
     if let Err(error) = program_bar(cfg, function.bdf, &bar, bus_addr) {
         let problem = format!("BAR{}: writing {bus_addr:#x} failed ({error})", bar.index);
         function.problems.push(problem);
@@ -211,64 +301,4 @@ fn place_bar(
         size: bar.size,
         origin: BarOrigin::Kernel,
     })
-}
-
-/// Lowest non-zero, `size`-aligned address in `window` not overlapping `reserved`.
-fn find_free(reserved: &[Range], window: &Window, size: u64) -> Option<u64> {
-    if !size.is_power_of_two() {
-        return None;
-    }
-    let window_end = window.bus_base.checked_add(window.size)?;
-    let mut candidate = align_up(window.bus_base.max(1), size)?;
-    // Each reserved range can push the candidate past itself at most once.
-    for _ in 0..=reserved.len() {
-        let end = candidate.checked_add(size)?;
-        if end > window_end {
-            return None;
-        }
-        match reserved.iter().find(|r| r.start < end && candidate < r.end) {
-            None => return Some(candidate),
-            Some(range) => candidate = align_up(range.end, size)?,
-        }
-    }
-    None
-}
-
-/// Rounds `value` up to a multiple of `align` (a power of two), `None` on overflow.
-fn align_up(value: u64, align: u64) -> Option<u64> {
-    Some(value.checked_add(align - 1)? & !(align - 1))
-}
-
-/// Sets Bus Master plus Memory/I/O decode for the kinds whose BARs are all assigned.
-fn enable_decode(cfg: &mut impl ConfigAccess, function: &mut Function) {
-    let mut wanted = Command::BUS_MASTER;
-    for (kind_is_memory, decode) in [(true, Command::MEMORY_SPACE), (false, Command::IO_SPACE)] {
-        let mut of_kind =
-            function.bars.iter().filter(|bar| bar.kind.is_memory() == kind_is_memory).peekable();
-        if of_kind.peek().is_some() && of_kind.all(|bar| bar.is_assigned()) {
-            wanted |= decode;
-        }
-    }
-    let current = match cfg.read_u16(function.bdf, COMMAND) {
-        Ok(value) => Command::from_bits_retain(value),
-        Err(error) => {
-            function.problems.push(format!("command unreadable ({error}): decode not enabled"));
-            return;
-        }
-    };
-    let command = (current - (Command::MEMORY_SPACE | Command::IO_SPACE)) | wanted;
-    match cfg.write_u16(function.bdf, COMMAND, command.bits()) {
-        Ok(()) => function.command = command.bits(),
-        Err(error) => function.problems.push(format!("command write failed ({error})")),
-    }
-}
-
-/// Stops a function's DMA: clears Bus Master in its Command register (a device without a DMA
-/// window must not reach memory at all), leaving decode as it was.
-pub fn stop_dma(cfg: &mut impl ConfigAccess, function: &mut Function) -> Result<(), ConfigError> {
-    let current = Command::from_bits_retain(cfg.read_u16(function.bdf, COMMAND)?);
-    let command = current - Command::BUS_MASTER;
-    cfg.write_u16(function.bdf, COMMAND, command.bits())?;
-    function.command = command.bits();
-    Ok(())
 }

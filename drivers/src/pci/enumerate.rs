@@ -6,17 +6,20 @@
 //! - a vendor ID of 0xffff or 0x0000, [`ConfigError::NoDevice`] or RTAS status −1 means "no
 //!   function" (QEMU `spapr_pci.c : rtas_ibm_read_pci_config` returns −1 for an absent device,
 //!   LoPAR says all ones); any other error on that read is logged and the slot skipped;
-//! - type 0 headers have 6 BARs, type 1 (bridge) headers 2 BARs and a secondary bus number at
-//!   0x19, which is scanned too. QEMU pseries assigns bridge bus numbers itself
-//!   (`qemu,phb-enumerated`), so bus numbers are read, never programmed; a visited-bus set
-//!   stops bridge loops and bounds the scan at 256 buses;
+//! - type 0 headers have 6 BARs, type 1 (bridge) headers 2 BARs, bus numbers and windows
+//!   ([`super::bridge`]); [`enumerate`] follows the secondary bus numbers as programmed (QEMU
+//!   pseries numbers bridges itself, `hw/ppc/spapr_pci.c : spapr_phb_pci_enumerate`, and SLOF
+//!   keeps or redoes that), breadth first; a visited-bus set stops bridge loops and bounds the
+//!   scan at 256 buses. [`super::numbering`] numbers the buses itself instead;
 //! - capabilities when Status bit 4 is set, extended capabilities when there is a PCI Express
 //!   capability, MSI-X and SR-IOV parsed from their capabilities.
 
 use alloc::{collections::VecDeque, format, vec::Vec};
 
+use super::assign::BridgeLayout;
 use super::bar::probe_bars;
 use super::bdf::{Bdf, DEVICES_PER_BUS, FUNCTIONS_PER_DEVICE};
+use super::bridge::read_bridge;
 use super::cap_info::{read_msix, read_sriov};
 use super::caps::{walk_capabilities, walk_extended_capabilities, CapabilityKind, ExtCapabilityKind};
 use super::config::{ConfigAccess, ConfigError};
@@ -24,15 +27,21 @@ use super::error::PciError;
 use super::function::Function;
 use super::header::{
     Status, BARS_BRIDGE, BARS_NORMAL, COMMAND, HEADER_TYPE, HEADER_TYPE_BRIDGE, HEADER_TYPE_LAYOUT_MASK,
-    HEADER_TYPE_MULTIFUNCTION, HEADER_TYPE_NORMAL, REVISION_ID, SECONDARY_BUS, STATUS, VENDOR_ID,
+    HEADER_TYPE_MULTIFUNCTION, HEADER_TYPE_NORMAL, REVISION_ID, STATUS, VENDOR_ID,
 };
+use super::numbering::enumerate_numbering;
 
 /// Set of bus numbers already scanned or queued.
-struct BusSet([u64; 4]);
+pub(super) struct BusSet([u64; 4]);
 
 impl BusSet {
+    /// An empty set.
+    pub(super) const fn new() -> Self {
+        Self([0; 4])
+    }
+
     /// Adds `bus`; false if it was already present.
-    fn insert(&mut self, bus: u8) -> bool {
+    pub(super) fn insert(&mut self, bus: u8) -> bool {
         let (word, bit) = (usize::from(bus / 64), 1u64 << (bus % 64));
         let fresh = self.0[word] & bit == 0;
         self.0[word] |= bit;
@@ -40,7 +49,8 @@ impl BusSet {
     }
 }
 
-/// Enumerates every function on `root_bus` and, through bridges, on the buses below it.
+/// Enumerates every function on `root_bus` and, through bridges, on the buses below it,
+/// following the bus numbers the bridges already hold.
 ///
 /// Functions come bus by bus (root bus first, then secondary buses in discovery order), in
 /// device/function order within a bus. Per-function trouble is recorded in
@@ -48,13 +58,13 @@ impl BusSet {
 /// read failed with an error that does not mean "absent".
 pub fn enumerate(cfg: &mut impl ConfigAccess, root_bus: u8) -> Result<Vec<Function>, PciError> {
     let mut functions = Vec::new();
-    let mut seen = BusSet([0; 4]);
+    let mut seen = BusSet::new();
     seen.insert(root_bus);
-    let mut pending = VecDeque::from([root_bus]);
+    let mut pending = VecDeque::from([(root_bus, None)]);
     let mut root_failure = None;
-    while let Some(bus) = pending.pop_front() {
+    while let Some((bus, upstream)) = pending.pop_front() {
         let first_new = functions.len();
-        let failure = scan_bus(cfg, bus, &mut functions);
+        let failure = scan_bus(cfg, bus, upstream, &mut functions);
         if bus == root_bus {
             root_failure = failure;
         }
@@ -68,29 +78,53 @@ pub fn enumerate(cfg: &mut impl ConfigAccess, root_bus: u8) -> Result<Vec<Functi
     }
 }
 
+/// Enumerates `root_bus` and below it as `layout` says: following firmware's bus numbers
+/// ([`enumerate`]) or numbering the buses ([`enumerate_numbering`]).
+pub fn enumerate_for(
+    cfg: &mut impl ConfigAccess,
+    root_bus: u8,
+    layout: BridgeLayout,
+) -> Result<Vec<Function>, PciError> {
+    match layout {
+        BridgeLayout::Firmware => enumerate(cfg, root_bus),
+        BridgeLayout::Kernel => enumerate_numbering(cfg, root_bus),
+    }
+}
+
 /// Queues a bridge's secondary bus unless it is unassigned or already seen.
-fn queue_secondary_bus(function: &mut Function, seen: &mut BusSet, pending: &mut VecDeque<u8>) {
-    let Some(bus) = function.secondary_bus else {
+fn queue_secondary_bus(
+    function: &mut Function,
+    seen: &mut BusSet,
+    pending: &mut VecDeque<(u8, Option<Bdf>)>,
+) {
+    let Some(bus) = function.secondary_bus() else {
         return;
     };
     if bus == 0 {
         function.problems.push("secondary bus number not assigned".into());
     } else if seen.insert(bus) {
-        pending.push_back(bus);
+        pending.push_back((bus, Some(function.bdf)));
     } else {
         function.problems.push(format!("secondary bus {bus:02x} already scanned: not followed"));
     }
 }
 
-/// Scans one bus, appending present functions; returns the first non-absence failure.
-fn scan_bus(cfg: &mut impl ConfigAccess, bus: u8, out: &mut Vec<Function>) -> Option<PciError> {
+/// Scans one bus, appending present functions (behind `upstream`); returns the first
+/// non-absence failure.
+pub(super) fn scan_bus(
+    cfg: &mut impl ConfigAccess,
+    bus: u8,
+    upstream: Option<Bdf>,
+    out: &mut Vec<Function>,
+) -> Option<PciError> {
     let mut first_failure = None;
     for device in 0..DEVICES_PER_BUS {
         for function in 0..FUNCTIONS_PER_DEVICE {
             let bdf = Bdf { bus, device, function };
             match probe_function(cfg, bdf) {
-                Ok(Some(found)) => {
+                Ok(Some(mut found)) => {
                     let more = function == 0 && found.multifunction;
+                    found.upstream = upstream;
                     out.push(found);
                     if function == 0 && !more {
                         break;
@@ -157,9 +191,9 @@ fn read_layout(cfg: &mut impl ConfigAccess, function: &mut Function) {
         }
         HEADER_TYPE_BRIDGE => {
             function.bars = probe_bars(cfg, bdf, BARS_BRIDGE, &mut function.problems);
-            match cfg.read_u8(bdf, SECONDARY_BUS) {
-                Ok(bus) => function.secondary_bus = Some(bus),
-                Err(error) => function.problems.push(format!("secondary bus number unreadable ({error})")),
+            match read_bridge(cfg, bdf) {
+                Ok(bridge) => function.bridge = Some(bridge),
+                Err(error) => function.problems.push(format!("bridge registers unreadable ({error})")),
             }
         }
         other => function.problems.push(format!("unsupported header type {other:#04x}: not decoded")),

@@ -6,18 +6,27 @@
 //! Local Bus 3.0 §6.2.5.1). The Command register is writable. Absent functions answer like QEMU
 //! (RTAS status −1), with `NoDevice`, or with all ones, as chosen; accesses beyond a function's
 //! configuration size fail with −1 as in QEMU `spapr_pci.c : rtas_ibm_read_pci_config`.
+//!
+//! Functions sit on the root bus or behind a fake bridge, and an access to bus N is routed the
+//! way a PCI-to-PCI bridge routes a type 1 configuration cycle (PCI-to-PCI Bridge Architecture
+//! 1.2 §3.2.5.3–4; QEMU `hw/pci/pci.c : pci_find_bus_nr`): bus 0 is the root bus; otherwise a
+//! bridge on the current bus whose secondary bus is N owns it, or one whose secondary..=
+//! subordinate range holds N is descended into. So bus numbers the code under test programs
+//! decide which function answers, and a function behind an unnumbered bridge is unreachable.
 
 use alloc::{collections::BTreeMap, vec, vec::Vec};
 
 use super::bar::BarKind;
 use super::bdf::Bdf;
+use super::bridge::Decode;
 use super::config::{
     check_offset, ConfigAccess, ConfigError, Width, CONFIG_SPACE_SIZE, EXTENDED_CONFIG_SPACE_SIZE,
     RTAS_HARDWARE_ERROR,
 };
 use super::header::{
-    bar_offset, Command, CAPABILITIES_POINTER, COMMAND, HEADER_TYPE, HEADER_TYPE_BRIDGE, PRIMARY_BUS,
-    SECONDARY_BUS, STATUS, SUBORDINATE_BUS,
+    bar_offset, Command, CAPABILITIES_POINTER, COMMAND, HEADER_TYPE, HEADER_TYPE_BRIDGE, IO_BASE, IO_LIMIT,
+    MEMORY_BASE, MEMORY_LIMIT, PREFETCHABLE_BASE, PREFETCHABLE_BASE_UPPER, PREFETCHABLE_LIMIT,
+    PREFETCHABLE_LIMIT_UPPER, PRIMARY_BUS, SECONDARY_BUS, STATUS, SUBORDINATE_BUS,
 };
 
 /// How accesses to a function that does not exist are answered.
@@ -90,14 +99,62 @@ impl FakeFunction {
         self
     }
 
-    /// Makes this a PCI-to-PCI bridge from `primary` to `secondary` (subordinate = secondary).
+    /// Makes this a PCI-to-PCI bridge from `primary` to `secondary` (subordinate = secondary)
+    /// with writable bus numbers and QEMU's windows: 16-bit I/O, memory, 64-bit prefetchable,
+    /// all at reset values (QEMU `hw/pci/pci.c : pci_init_wmask_bridge`).
     pub fn make_bridge(&mut self, primary: u8, secondary: u8) -> &mut Self {
         self.set_header_type(HEADER_TYPE_BRIDGE);
         self.poke(0x08, 0x0604_0001, Width::Dword);
         self.poke(PRIMARY_BUS, u32::from(primary), Width::Byte);
         self.poke(SECONDARY_BUS, u32::from(secondary), Width::Byte);
         self.poke(SUBORDINATE_BUS, u32::from(secondary), Width::Byte);
+        self.set_mask(PRIMARY_BUS, 0xff_ffff, Width::Dword);
+        self.set_mask(MEMORY_BASE, 0xfff0, Width::Word);
+        self.set_mask(MEMORY_LIMIT, 0xfff0, Width::Word);
+        self.set_bridge_windows(Some(Decode::Bits16), Some(Decode::Bits64))
+    }
+
+    /// Chooses which optional bridge windows exist and their decode widths (`None`: the
+    /// registers read 0 and ignore writes).
+    pub fn set_bridge_windows(&mut self, io: Option<Decode>, prefetchable: Option<Decode>) -> &mut Self {
+        let io_type = u32::from(io == Some(Decode::Bits32));
+        let io_mask = if io.is_some() { 0xf0 } else { 0 };
+        for register in [IO_BASE, IO_LIMIT] {
+            self.poke(register, io_type, Width::Byte);
+            self.set_mask(register, io_mask, Width::Byte);
+        }
+        let io_upper_mask = if io == Some(Decode::Bits32) { 0xffff } else { 0 };
+        self.set_mask(super::header::IO_BASE_UPPER, io_upper_mask, Width::Word);
+        self.set_mask(super::header::IO_LIMIT_UPPER, io_upper_mask, Width::Word);
+        let prefetchable_type = u32::from(prefetchable == Some(Decode::Bits64));
+        let prefetchable_mask = if prefetchable.is_some() { 0xfff0 } else { 0 };
+        for register in [PREFETCHABLE_BASE, PREFETCHABLE_LIMIT] {
+            self.poke(register, prefetchable_type, Width::Word);
+            self.set_mask(register, prefetchable_mask, Width::Word);
+        }
+        let upper_mask = if prefetchable == Some(Decode::Bits64) { u32::MAX } else { 0 };
+        self.set_mask(PREFETCHABLE_BASE_UPPER, upper_mask, Width::Dword);
+        self.set_mask(PREFETCHABLE_LIMIT_UPPER, upper_mask, Width::Dword);
         self
+    }
+
+    /// True for a type 1 header.
+    fn is_bridge(&self) -> bool {
+        self.peek(HEADER_TYPE, Width::Byte) & 0x7f == u32::from(HEADER_TYPE_BRIDGE)
+    }
+
+    /// Secondary and subordinate bus numbers as programmed.
+    fn secondary_range(&self) -> (u8, u8) {
+        (self.peek(SECONDARY_BUS, Width::Byte) as u8, self.peek(SUBORDINATE_BUS, Width::Byte) as u8)
+    }
+
+    /// Number of BAR registers of this header layout.
+    fn bar_registers(&self) -> u16 {
+        if self.is_bridge() {
+            2
+        } else {
+            6
+        }
     }
 
     /// Implements BAR `index` of `kind` and `size` (a power of two) at address 0.
@@ -192,9 +249,22 @@ impl FakeFunction {
     }
 }
 
-/// A fake PHB: functions by BDF plus knobs for failure injection.
+/// Where a fake function sits: behind which bridge (an index into the slot list; `None` for
+/// the root bus), at which device and function number.
+struct Slot {
+    parent: Option<usize>,
+    device: u8,
+    function: u8,
+    config: FakeFunction,
+}
+
+/// A handle to a fake function that stays valid whatever bus numbers it ends up on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotId(usize);
+
+/// A fake PHB: functions on a bus tree plus knobs for failure injection.
 pub struct FakeConfigSpace {
-    functions: BTreeMap<Bdf, FakeFunction>,
+    slots: Vec<Slot>,
     failing: BTreeMap<Bdf, i32>,
     /// How absent functions answer.
     pub absent: AbsentResponse,
@@ -208,7 +278,7 @@ impl FakeConfigSpace {
     /// An empty bus where absent functions answer like QEMU (status −1).
     pub fn new() -> Self {
         Self {
-            functions: BTreeMap::new(),
+            slots: Vec::new(),
             failing: BTreeMap::new(),
             absent: AbsentResponse::RtasHardwareError,
             decode_violations: 0,
@@ -216,7 +286,9 @@ impl FakeConfigSpace {
         }
     }
 
-    /// Adds a type 0 function and returns it for further setup.
+    /// Adds a type 0 function at `bdf` and returns it for further setup: on the root bus for
+    /// bus 0, else behind the bridge that bus `bdf.bus` routes to now (panics if none does, or
+    /// if the slot is taken: test setup errors).
     pub fn add_function(
         &mut self,
         bdf: Bdf,
@@ -224,18 +296,94 @@ impl FakeConfigSpace {
         device_id: u16,
         class_code: u32,
     ) -> &mut FakeFunction {
-        self.functions.insert(bdf, FakeFunction::new(vendor_id, device_id, class_code));
-        self.function_mut(bdf)
+        let parent = self.route(bdf.bus).expect("no fake bridge routes to this bus");
+        self.insert(parent, bdf.device, bdf.function, FakeFunction::new(vendor_id, device_id, class_code))
     }
 
-    /// The function at `bdf` (panics if absent: test setup error).
+    /// Adds a type 0 function at `device`.`function` on the root bus (`parent` `None`) or
+    /// directly behind the fake bridge `parent`, whatever bus numbers that bridge holds (zero
+    /// included); returns its handle. `ids` are vendor ID, device ID and class code.
+    pub fn attach(
+        &mut self,
+        parent: Option<SlotId>,
+        device: u8,
+        function: u8,
+        ids: (u16, u16, u32),
+    ) -> SlotId {
+        if let Some(SlotId(index)) = parent {
+            assert!(self.slots[index].config.is_bridge(), "the parent slot is not a bridge");
+        }
+        self.insert(parent.map(|p| p.0), device, function, FakeFunction::new(ids.0, ids.1, ids.2));
+        SlotId(self.slots.len() - 1)
+    }
+
+    /// The function behind handle `id`, wherever bus numbering put it.
+    pub fn slot(&mut self, id: SlotId) -> &mut FakeFunction {
+        &mut self.slots[id.0].config
+    }
+
+    /// The function behind handle `id`, read-only.
+    pub fn slot_ref(&self, id: SlotId) -> &FakeFunction {
+        &self.slots[id.0].config
+    }
+
+    fn insert(
+        &mut self,
+        parent: Option<usize>,
+        device: u8,
+        function: u8,
+        config: FakeFunction,
+    ) -> &mut FakeFunction {
+        let taken =
+            self.slots.iter().any(|s| s.parent == parent && s.device == device && s.function == function);
+        assert!(!taken, "fake slot {device:02x}.{function} is taken");
+        self.slots.push(Slot { parent, device, function, config });
+        &mut self.slots.last_mut().expect("just pushed").config
+    }
+
+    /// The bridge slot owning bus `bus` (`Some(None)` for the root bus 0), `None` if no bridge
+    /// routes there.
+    fn route(&self, bus: u8) -> Option<Option<usize>> {
+        if bus == 0 {
+            return Some(None);
+        }
+        let mut at: Option<usize> = None;
+        for _ in 0..=self.slots.len() {
+            let mut descend = None;
+            for (index, slot) in self.slots.iter().enumerate() {
+                if slot.parent != at || !slot.config.is_bridge() {
+                    continue;
+                }
+                let (secondary, subordinate) = slot.config.secondary_range();
+                if secondary == bus {
+                    return Some(Some(index));
+                }
+                if descend.is_none() && (secondary..=subordinate).contains(&bus) {
+                    descend = Some(index);
+                }
+            }
+            at = Some(descend?);
+        }
+        None
+    }
+
+    fn slot_index(&self, bdf: Bdf) -> Option<usize> {
+        let parent = self.route(bdf.bus)?;
+        self.slots
+            .iter()
+            .position(|s| s.parent == parent && s.device == bdf.device && s.function == bdf.function)
+    }
+
+    /// The function answering at `bdf` (panics if none: test setup error).
     pub fn function(&self, bdf: Bdf) -> &FakeFunction {
-        &self.functions[&bdf]
+        let index = self.slot_index(bdf).expect("no such fake function");
+        &self.slots[index].config
     }
 
-    /// The function at `bdf`, mutably (panics if absent: test setup error).
+    /// The function answering at `bdf`, mutably (panics if none: test setup error).
     pub fn function_mut(&mut self, bdf: Bdf) -> &mut FakeFunction {
-        self.functions.get_mut(&bdf).expect("no such fake function")
+        let index = self.slot_index(bdf).expect("no such fake function");
+        &mut self.slots[index].config
     }
 
     /// Makes every access to `bdf` fail with RTAS `status`.
@@ -248,7 +396,7 @@ impl FakeConfigSpace {
         if let Some(&status) = self.failing.get(&bdf) {
             return Err(ConfigError::Failed { status });
         }
-        let Some(function) = self.functions.get(&bdf) else {
+        let Some(function) = self.slot_index(bdf).map(|index| &self.slots[index].config) else {
             return match self.absent {
                 AbsentResponse::RtasHardwareError => Err(ConfigError::Failed { status: RTAS_HARDWARE_ERROR }),
                 AbsentResponse::NoDevice => Err(ConfigError::NoDevice),
@@ -282,7 +430,7 @@ impl ConfigAccess for FakeConfigSpace {
         }
         let function = self.function_mut(bdf);
         let decoding = function.peek(COMMAND, Width::Word) & 0x3 != 0;
-        let touches_bars = offset >= bar_offset(0) && offset < bar_offset(6);
+        let touches_bars = offset >= bar_offset(0) && offset < bar_offset(0) + 4 * function.bar_registers();
         function.write_masked(offset, width, value);
         if decoding && touches_bars {
             self.decode_violations += 1;

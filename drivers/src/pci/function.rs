@@ -8,6 +8,7 @@ use alloc::{format, string::String, vec::Vec};
 
 use super::bar::Bar;
 use super::bdf::Bdf;
+use super::bridge::Bridge;
 use super::cap_info::{MsixInfo, SriovInfo};
 use super::caps::{Capability, CapabilityKind, ExtCapability, ExtCapabilityKind};
 use super::header::HEADER_TYPE_BRIDGE;
@@ -41,8 +42,10 @@ pub struct Function {
     pub msix: Option<MsixInfo>,
     /// SR-IOV parameters, if the function has an SR-IOV extended capability.
     pub sriov: Option<SriovInfo>,
-    /// Bridges: the secondary bus number (offset 0x19).
-    pub secondary_bus: Option<u8>,
+    /// Bridges (type 1 headers): bus numbers and windows, when they could be read.
+    pub bridge: Option<Bridge>,
+    /// The bridge this function sits behind (`None` on the root bus).
+    pub upstream: Option<Bdf>,
     /// Human-readable descriptions of anything odd found about this function.
     pub problems: Vec<String>,
 }
@@ -64,7 +67,8 @@ impl Function {
             extended_capabilities: Vec::new(),
             msix: None,
             sriov: None,
-            secondary_bus: None,
+            bridge: None,
+            upstream: None,
             problems: Vec::new(),
         }
     }
@@ -72,6 +76,11 @@ impl Function {
     /// True for PCI-to-PCI bridges (type 1 header).
     pub fn is_bridge(&self) -> bool {
         self.header_type == HEADER_TYPE_BRIDGE
+    }
+
+    /// Bridges: the secondary bus number (offset 0x19).
+    pub fn secondary_bus(&self) -> Option<u8> {
+        self.bridge.map(|bridge| bridge.buses.secondary)
     }
 
     /// The BAR with register index `index`, if implemented.

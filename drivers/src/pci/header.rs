@@ -47,6 +47,28 @@ pub const PRIMARY_BUS: u16 = 0x18;
 pub const SECONDARY_BUS: u16 = 0x19;
 /// Subordinate bus number (type 1, 8 bits): the highest bus behind the bridge.
 pub const SUBORDINATE_BUS: u16 = 0x1a;
+/// I/O base (type 1, 8 bits): address bits 15–12 in bits 7–4, decode width in bits 3–0
+/// (PCI-to-PCI Bridge Architecture 1.2 §3.2.5.6).
+pub const IO_BASE: u16 = 0x1c;
+/// I/O limit (type 1, 8 bits), laid out as [`IO_BASE`].
+pub const IO_LIMIT: u16 = 0x1d;
+/// Memory base (type 1, 16 bits): address bits 31–20 in bits 15–4 (§3.2.5.8).
+pub const MEMORY_BASE: u16 = 0x20;
+/// Memory limit (type 1, 16 bits), laid out as [`MEMORY_BASE`].
+pub const MEMORY_LIMIT: u16 = 0x22;
+/// Prefetchable memory base (type 1, 16 bits): address bits 31–20 in bits 15–4, decode width in
+/// bits 3–0 (§3.2.5.9).
+pub const PREFETCHABLE_BASE: u16 = 0x24;
+/// Prefetchable memory limit (type 1, 16 bits), laid out as [`PREFETCHABLE_BASE`].
+pub const PREFETCHABLE_LIMIT: u16 = 0x26;
+/// Prefetchable base, address bits 63–32 (type 1, 32 bits; §3.2.5.10).
+pub const PREFETCHABLE_BASE_UPPER: u16 = 0x28;
+/// Prefetchable limit, address bits 63–32 (type 1, 32 bits; §3.2.5.10).
+pub const PREFETCHABLE_LIMIT_UPPER: u16 = 0x2c;
+/// I/O base, address bits 31–16 (type 1, 16 bits; §3.2.5.11).
+pub const IO_BASE_UPPER: u16 = 0x30;
+/// I/O limit, address bits 31–16 (type 1, 16 bits; §3.2.5.11).
+pub const IO_LIMIT_UPPER: u16 = 0x32;
 
 /// First offset of the PCI Express extended configuration space (PCIe Base 4.0 §7.6).
 pub const EXTENDED_CAPABILITIES_START: u16 = 0x100;

@@ -1,8 +1,9 @@
 //! BAR assignment scenarios against [`FakeConfigSpace`] with QEMU pseries PHB 0 windows.
 
-use super::assign::{assign_bars, stop_dma, Assignment, BarOrigin, Window, Windows};
+use super::assign::{assign_bars, Assignment, BarOrigin, BridgeLayout, Window, Windows};
 use super::bar::BarKind;
 use super::config::Width;
+use super::decode::stop_dma;
 use super::enumerate::enumerate;
 use super::error::PciError;
 use super::fake::FakeConfigSpace;
@@ -11,7 +12,7 @@ use super::header::{bar_offset, Command, COMMAND};
 use super::tests_enumerate::{add_virtio_like, bdf};
 
 /// QEMU 7.2 PHB 0: 64 KiB I/O at bus 0, 2 GiB MEM32 at bus 2 GiB, 1 TiB MEM64 identity-mapped.
-fn qemu_windows() -> Windows {
+pub(super) fn qemu_windows() -> Windows {
     Windows {
         io: Some(Window { bus_base: 0, size: 0x1_0000 }),
         mem32: Some(Window { bus_base: 0x8000_0000, size: 0x8000_0000 }),
@@ -19,7 +20,7 @@ fn qemu_windows() -> Windows {
     }
 }
 
-fn window_of(kind: BarKind, address: u64, windows: &Windows) -> Option<Window> {
+pub(super) fn window_of(kind: BarKind, address: u64, windows: &Windows) -> Option<Window> {
     let candidates = match kind {
         BarKind::Io => [windows.io, None],
         BarKind::Mem32 | BarKind::Mem64 => [windows.mem32, windows.mem64],
@@ -28,7 +29,7 @@ fn window_of(kind: BarKind, address: u64, windows: &Windows) -> Option<Window> {
 }
 
 /// Checks alignment, window containment, no overlap within a space, and register contents.
-fn check_layout(
+pub(super) fn check_layout(
     cfg: &FakeConfigSpace,
     functions: &[Function],
     assignments: &[Assignment],
@@ -58,7 +59,7 @@ fn check_layout(
     }
 }
 
-fn command_of(cfg: &FakeConfigSpace, at: super::bdf::Bdf) -> Command {
+pub(super) fn command_of(cfg: &FakeConfigSpace, at: super::bdf::Bdf) -> Command {
     Command::from_bits_retain(cfg.function(at).peek(COMMAND, Width::Word) as u16)
 }
 
@@ -72,7 +73,7 @@ fn assigns_aligned_non_overlapping_bars_and_enables_memory_and_bus_master() {
     cfg.function_mut(bdf(0, 3, 0)).set_command(Command::INTERRUPT_DISABLE);
     let windows = qemu_windows();
     let mut functions = enumerate(&mut cfg, 0).unwrap();
-    let assignments = assign_bars(&mut cfg, &mut functions, &windows).unwrap();
+    let assignments = assign_bars(&mut cfg, &mut functions, &windows, BridgeLayout::Kernel).unwrap();
     assert_eq!(assignments.len(), 6);
     assert!(assignments.iter().all(|a| a.origin == BarOrigin::Kernel));
     check_layout(&cfg, &functions, &assignments, &windows);
@@ -96,7 +97,7 @@ fn firmware_bars_are_kept_and_avoided() {
     cfg.function_mut(bdf(0, 1, 0)).set_bar_address(1, 0x8000_0000).set_bar_address(4, 0x2100_0000_0000);
     let windows = qemu_windows();
     let mut functions = enumerate(&mut cfg, 0).unwrap();
-    let assignments = assign_bars(&mut cfg, &mut functions, &windows).unwrap();
+    let assignments = assign_bars(&mut cfg, &mut functions, &windows, BridgeLayout::Kernel).unwrap();
     let firmware: Vec<_> = assignments.iter().filter(|a| a.origin == BarOrigin::Firmware).collect();
     assert_eq!(firmware.len(), 2);
     assert_eq!((firmware[0].bus_addr, firmware[1].bus_addr), (0x8000_0000, 0x2100_0000_0000));
@@ -112,7 +113,7 @@ fn mem64_falls_back_to_mem32_below_4gib() {
     add_virtio_like(&mut cfg, bdf(0, 1, 0));
     let windows = Windows { mem64: None, ..qemu_windows() };
     let mut functions = enumerate(&mut cfg, 0).unwrap();
-    let assignments = assign_bars(&mut cfg, &mut functions, &windows).unwrap();
+    let assignments = assign_bars(&mut cfg, &mut functions, &windows, BridgeLayout::Kernel).unwrap();
     check_layout(&cfg, &functions, &assignments, &windows);
     let bar4 = functions[0].bar(4).unwrap();
     assert!(bar4.bus_addr >= 0x8000_0000 && bar4.bus_addr + bar4.size <= 1 << 32);
@@ -128,28 +129,11 @@ fn bar_that_does_not_fit_is_a_problem_and_its_decode_stays_off() {
     let windows =
         Windows { mem32: Some(Window { bus_base: 0x8000_0000, size: 0x100_0000 }), ..qemu_windows() };
     let mut functions = enumerate(&mut cfg, 0).unwrap();
-    let assignments = assign_bars(&mut cfg, &mut functions, &windows).unwrap();
+    let assignments = assign_bars(&mut cfg, &mut functions, &windows, BridgeLayout::Kernel).unwrap();
     assert_eq!(assignments.len(), 1);
     assert_eq!(functions[0].problems, ["BAR1: 0x10000000 bytes of Mem32 do not fit"]);
     assert_eq!(functions[0].bar(1).unwrap().bus_addr, 0);
     assert_eq!(command_of(&cfg, bdf(0, 1, 0)), Command::IO_SPACE | Command::BUS_MASTER);
-}
-
-#[test]
-fn functions_behind_bridges_are_not_assigned() {
-    let mut cfg = FakeConfigSpace::new();
-    cfg.add_function(bdf(0, 3, 0), 0x1b36, 0x0001, 0).make_bridge(0, 1);
-    cfg.function_mut(bdf(0, 3, 0)).set_bar(0, BarKind::Mem32, 0x100);
-    add_virtio_like(&mut cfg, bdf(1, 0, 0));
-    let windows = qemu_windows();
-    let mut functions = enumerate(&mut cfg, 0).unwrap();
-    let assignments = assign_bars(&mut cfg, &mut functions, &windows).unwrap();
-    assert_eq!(assignments.len(), 1, "only the bridge's own BAR");
-    assert_eq!(assignments[0].bdf, bdf(0, 3, 0));
-    assert_eq!(functions[1].problems, ["behind a bridge: BARs not assigned"]);
-    assert!(functions[1].bars.iter().all(|bar| bar.bus_addr == 0));
-    assert_eq!(command_of(&cfg, bdf(1, 0, 0)), Command::empty());
-    assert_eq!(command_of(&cfg, bdf(0, 3, 0)), Command::empty(), "bridges: no decode change");
 }
 
 #[test]
@@ -158,10 +142,10 @@ fn invalid_windows_are_rejected() {
     let mut functions = enumerate(&mut cfg, 0).unwrap();
     let high_mem32 =
         Windows { mem32: Some(Window { bus_base: 0xc000_0000, size: 0x8000_0000 }), ..qemu_windows() };
-    let result = assign_bars(&mut cfg, &mut functions, &high_mem32);
+    let result = assign_bars(&mut cfg, &mut functions, &high_mem32, BridgeLayout::Kernel);
     assert_eq!(result, Err(PciError::BadWindow { kind: BarKind::Mem32 }));
     let empty_io = Windows { io: Some(Window { bus_base: 0, size: 0 }), ..qemu_windows() };
-    let result = assign_bars(&mut cfg, &mut functions, &empty_io);
+    let result = assign_bars(&mut cfg, &mut functions, &empty_io, BridgeLayout::Kernel);
     assert_eq!(result, Err(PciError::BadWindow { kind: BarKind::Io }));
 }
 

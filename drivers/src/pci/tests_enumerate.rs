@@ -7,7 +7,7 @@ use super::caps::{CapabilityKind, ExtCapabilityKind};
 use super::config::Width;
 use super::enumerate::enumerate;
 use super::error::PciError;
-use super::fake::{AbsentResponse, FakeConfigSpace};
+use super::fake::{AbsentResponse, FakeConfigSpace, FakeFunction};
 use super::header::{bar_offset, Command, CAPABILITIES_POINTER, COMMAND, HEADER_TYPE};
 use super::{ConfigError, MsixInfo, SriovInfo};
 
@@ -18,7 +18,11 @@ pub(super) fn bdf(bus: u8, device: u8, function: u8) -> Bdf {
 /// A virtio-pci-like function: BAR1 Mem32 4 KiB (MSI-X), BAR4 Mem64 prefetchable 16 KiB,
 /// vendor, MSI-X (2 entries) and PCI Express capabilities.
 pub(super) fn add_virtio_like(cfg: &mut FakeConfigSpace, at: Bdf) {
-    let function = cfg.add_function(at, 0x1af4, 0x1041, 0x02_00_00);
+    make_virtio_like(cfg.add_function(at, 0x1af4, 0x1041, 0x02_00_00));
+}
+
+/// Gives `function` the BARs and capabilities of [`add_virtio_like`].
+pub(super) fn make_virtio_like(function: &mut FakeFunction) {
     function.set_bar(1, BarKind::Mem32, 0x1000);
     function.set_bar(4, BarKind::Mem64, 0x4000).set_prefetchable(4);
     function.add_capability(0x09, &[0x10, 0x01, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -84,7 +88,8 @@ fn bridge_secondary_bus_is_scanned() {
     let functions = enumerate(&mut cfg, 0).unwrap();
     assert_eq!(functions.len(), 2);
     assert!(functions[0].is_bridge());
-    assert_eq!(functions[0].secondary_bus, Some(1));
+    assert_eq!(functions[0].secondary_bus(), Some(1));
+    assert_eq!((functions[0].upstream, functions[1].upstream), (None, Some(bdf(0, 3, 0))));
     assert_eq!(functions[0].class_code, 0x060400);
     assert_eq!(functions[0].bars.len(), 1);
     assert_eq!(functions[1].bdf, bdf(1, 0, 0));
