@@ -178,8 +178,7 @@ unsafe impl DmaMemory for SharedRegion {
 /// Byte order of a device's registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endian {
-    /// Little-endian (PCI's, virtio's).
-    #[allow(dead_code)] // virtio's registers go through virtio-drivers' own accessors
+    /// Little-endian (PCI's, virtio's, NVMe's).
     Little,
     /// Big-endian (QEMU `DEVICE_NATIVE_ENDIAN` devices such as `edu` on ppc64).
     Big,

@@ -82,7 +82,7 @@ pub fn run(test: DiskTest<'_>) -> Result<(), String> {
     result
 }
 
-fn report_mode(key: &dyn Fn(&str) -> String, mode: DmaMode, bits: u32) {
+pub(super) fn report_mode(key: &dyn Fn(&str) -> String, mode: DmaMode, bits: u32) {
     kv!(key("dma"), "{}", mode.name());
     match mode {
         DmaMode::Direct { offset, .. } => kv!(key("dma_offset"), "{offset:#x}"),
