@@ -14,7 +14,9 @@
 //!   buffer, instead of directly;
 //! - `warm-restart=reuse` / `warm-restart=remove` (run the whole DMA set-up a second time, as
 //!   a kexec'd kernel would find things, reusing or removing the window the first run left);
-//! - `mmu=on` (the default) / `mmu=off` (stay in real mode).
+//! - `mmu=on` (the default) / `mmu=off` (stay in real mode);
+//! - `bench=io` (instead of the self-test, time sequential reads and scratch writes on every
+//!   disk-like device: `./run.sh bench io`).
 //!
 //! Unknown words are reported, not fatal. A key given twice with different values is a
 //! contradiction, reported in [`Args::conflicts`]; the kernel refuses to guess.
@@ -102,6 +104,8 @@ pub struct Args {
     pub warm_restart: Option<WarmPolicy>,
     /// `ddw-max=`: the largest DDW to create, in bytes.
     pub ddw_max: Option<u64>,
+    /// `bench=io`: the I/O benchmark instead of the self-test.
+    pub bench_io: bool,
     /// Words that were not understood.
     pub unknown: Vec<String>,
     /// Keys given more than once with different values, as sentences.
@@ -134,6 +138,7 @@ impl Args {
         let mut mmu = None;
         let mut warm = None;
         let mut ddw_max = None;
+        let mut bench_io = false;
         for word in line.split_ascii_whitespace() {
             if let Some(size) = word.strip_prefix("ddw-max=") {
                 match parse_size(size) {
@@ -158,6 +163,7 @@ impl Args {
                 "ddw=single-fail-map" => {
                     set(&mut ddw, DdwPolicy::SingleWindowFailingMap, "ddw=single-fail-map", &mut conflicts)
                 }
+                "bench=io" => bench_io = true,
                 "mmu=on" => set(&mut mmu, MmuPolicy::On, "mmu=on", &mut conflicts),
                 "mmu=off" => set(&mut mmu, MmuPolicy::Off, "mmu=off", &mut conflicts),
                 "warm-restart=reuse" => {
@@ -175,6 +181,7 @@ impl Args {
             mmu: mmu.map_or(MmuPolicy::On, |(m, _)| m),
             warm_restart: warm.map(|(w, _)| w),
             ddw_max: ddw_max.map(|(b, _)| b),
+            bench_io,
             unknown,
             conflicts,
         }
@@ -256,5 +263,7 @@ mod tests {
         assert_eq!(Args::parse("mmu=off").mmu, MmuPolicy::Off);
         assert_eq!(Args::parse("").mmu, MmuPolicy::On);
         assert_eq!(Args::parse("warm-restart=maybe").unknown, ["warm-restart=maybe"]);
+        assert!(Args::parse("ddw=off bench=io").bench_io && !Args::parse("").bench_io);
+        assert_eq!(Args::parse("bench=boot").unknown, ["bench=boot"]);
     }
 }

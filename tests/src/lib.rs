@@ -7,6 +7,7 @@
 //! reported about them and left in them; `summary` renders the report for a person (text and
 //! SVG).
 
+pub mod bench;
 pub mod build;
 pub mod disk;
 pub mod image;

@@ -239,6 +239,24 @@ impl fmt::Display for NvmeError {
     }
 }
 
+/// Empty polls between looks at the clock and at CSTS: under emulation each timebase or
+/// register read leaves the translated code (QEMU reads its clock, or takes the device's lock
+/// that its I/O threads need), so a wait spends its time reading the completion queue, which
+/// is plain memory, and checks the rest only now and then.
+pub const CHECK_EVERY: u32 = 1024;
+
+/// Counts empty polls; [`Spin::due`] says when to look at the clock again.
+#[derive(Default)]
+pub struct Spin(u32);
+
+impl Spin {
+    /// Counts one empty poll; true every [`CHECK_EVERY`] of them.
+    pub fn due(&mut self) -> bool {
+        self.0 = self.0.wrapping_add(1);
+        self.0.is_multiple_of(CHECK_EVERY)
+    }
+}
+
 /// A command submitted and not yet completed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pending {
@@ -412,6 +430,7 @@ impl<R: NvmeRegs, E: NvmeEnv> Controller<R, E> {
             .submit(&mut self.regs, command, prp.unwrap_or(&none))
             .ok_or_else(|| NvmeError::BadRequest(format!("{name}: the admin queue is full")))?;
         let start = self.env.now_us();
+        let mut spin = Spin::default();
         loop {
             self.done.clear();
             if let Some(admin) = self.admin.as_mut() {
@@ -422,6 +441,10 @@ impl<R: NvmeRegs, E: NvmeEnv> Controller<R, E> {
                     true => Ok(*done),
                     false => Err(NvmeError::Command { command: name.to_string(), status: done.status }),
                 };
+            }
+            if !spin.due() {
+                core::hint::spin_loop();
+                continue;
             }
             self.check_fatal(name)?;
             if self.env.now_us().saturating_sub(start) > self.config.command_timeout_us {
@@ -624,6 +647,7 @@ impl<R: NvmeRegs, E: NvmeEnv> Controller<R, E> {
         let mut first_error = None;
         let mut at = 0;
         let start = self.env.now_us();
+        let mut spin = Spin::default();
         while at < blocks || !pending.is_empty() {
             if at < blocks && first_error.is_none() {
                 let count = per_command.min(blocks - at);
@@ -638,9 +662,11 @@ impl<R: NvmeRegs, E: NvmeEnv> Controller<R, E> {
             } else if first_error.is_some() {
                 at = blocks;
             }
+            let mut progressed = false;
             for queue in 0..self.io.len() {
                 done.clear();
                 self.poll(queue, &mut done);
+                progressed |= !done.is_empty();
                 for &(cid, status) in &done {
                     if let Some(i) = pending.iter().position(|(p, _, _)| p.queue == queue && p.cid == cid) {
                         let (_, piece_lba, piece_blocks) = pending.swap_remove(i);
@@ -652,6 +678,9 @@ impl<R: NvmeRegs, E: NvmeEnv> Controller<R, E> {
                         }
                     }
                 }
+            }
+            if progressed || !spin.due() {
+                continue;
             }
             if let Some(&(p, piece_lba, piece_blocks)) = pending.first() {
                 self.check_fatal(&Self::describe(op, piece_lba, piece_blocks))?;
@@ -677,6 +706,7 @@ impl<R: NvmeRegs, E: NvmeEnv> Controller<R, E> {
             .ok_or_else(|| NvmeError::BadRequest("Flush: the I/O queue is full".into()))?;
         let start = self.env.now_us();
         let mut done = Vec::new();
+        let mut spin = Spin::default();
         loop {
             done.clear();
             self.poll(0, &mut done);
@@ -685,6 +715,9 @@ impl<R: NvmeRegs, E: NvmeEnv> Controller<R, E> {
                     true => Ok(()),
                     false => Err(NvmeError::Command { command: "Flush".into(), status }),
                 };
+            }
+            if !spin.due() {
+                continue;
             }
             self.check_fatal("Flush")?;
             if self.env.now_us().saturating_sub(start) > self.config.command_timeout_us {

@@ -19,6 +19,7 @@ pub mod controller;
 pub mod prp;
 pub mod queue;
 pub mod spec;
+pub mod stream;
 
 #[cfg(test)]
 mod fake;
@@ -29,7 +30,8 @@ use alloc::string::String;
 
 use crate::addr::BusAddr;
 
-pub use controller::{Config, Controller, Identity, IoOp, Namespace, NvmeError};
+pub use controller::{Config, Controller, Identity, IoOp, Namespace, NvmeError, Pending};
+pub use stream::{stream, RequestBuffers};
 
 /// The controller's BAR 0 registers; offsets from the BAR. NVMe registers are little-endian:
 /// implementations convert, and order each write after earlier stores to memory (so an entry

@@ -82,6 +82,20 @@ impl PhysBuffer {
     }
 }
 
+impl PhysBuffer {
+    /// Joins `self` and the buffer right after it back into one (both handed back if they
+    /// are not adjacent).
+    pub fn join(self, next: PhysBuffer) -> Result<PhysBuffer, (PhysBuffer, PhysBuffer)> {
+        if self.base.get() + self.len as u64 != next.base.get() {
+            return Err((self, next));
+        }
+        let (base, len) = (self.base, self.len + next.len);
+        // SAFETY: the two adjacent ranges were each owned exclusively by these buffers, which
+        // are consumed here, so their union is owned by the new one alone.
+        Ok(unsafe { PhysBuffer::new(base, len) })
+    }
+}
+
 // SAFETY: a `PhysBuffer` owns its range exclusively (constructor contract) and its address
 // and length never change.
 unsafe impl DmaMemory for PhysBuffer {

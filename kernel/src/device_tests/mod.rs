@@ -12,6 +12,7 @@ use crate::boundary::memory::{place_buffers, PhysBuffer, Reserved};
 use crate::kv;
 use crate::system::Phb;
 
+pub mod bench;
 mod blk;
 mod edu;
 pub mod nvme;
