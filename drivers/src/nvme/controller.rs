@@ -161,7 +161,7 @@ pub enum NvmeError {
     Unsupported(String),
     /// CSTS.RDY did not follow CC.EN in time.
     NotReady {
-        /// `enable` or `disable`.
+        /// `enable`, `disable` or `shutdown`.
         what: &'static str,
         /// How long it was given (CAP.TO).
         waited_ms: u64,
@@ -213,6 +213,11 @@ impl fmt::Display for NvmeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NvmeError::Unsupported(why) => write!(f, "NVMe controller unsupported: {why}"),
+            NvmeError::NotReady { what: "shutdown", waited_ms, csts } => write!(
+                f,
+                "the NVMe controller did not report its shutdown complete (CSTS.SHST) within {waited_ms} ms \
+                 after CC.SHN (CSTS {csts:#x})"
+            ),
             NvmeError::NotReady { what, waited_ms, csts } => write!(
                 f,
                 "the NVMe controller did not become {} within {waited_ms} ms after CC.EN={} (CSTS {csts:#x})",
@@ -528,7 +533,7 @@ impl<R: NvmeRegs, E: NvmeEnv> Controller<R, E> {
         match shut_down {
             true => Ok(self.env),
             false => Err(NvmeError::NotReady {
-                what: "disable",
+                what: "shutdown",
                 waited_ms: limit_ms,
                 csts: self.regs.read32(REG_CSTS),
             }),

@@ -181,3 +181,16 @@ fn out_of_memory_is_reported() {
     let err = Controller::start(nvme.clone(), env, Config::default()).err().unwrap();
     assert_eq!(err.to_string(), "NVMe queue memory: out of memory (test)");
 }
+
+#[test]
+fn a_shutdown_that_never_completes_is_named() {
+    let err = NvmeError::NotReady { what: "shutdown", waited_ms: 7500, csts: 1 };
+    assert_eq!(
+        err.to_string(),
+        "the NVMe controller did not report its shutdown complete (CSTS.SHST) within 7500 ms after CC.SHN (CSTS 0x1)"
+    );
+    let disabled = NvmeError::NotReady { what: "disable", waited_ms: 500, csts: 1 };
+    assert!(disabled
+        .to_string()
+        .starts_with("the NVMe controller did not become disabled within 500 ms after CC.EN=0"));
+}
