@@ -24,6 +24,9 @@ Usage:
   ./run.sh bench [boot|ddw] [--runs N] [--quick]
                                             boot times, DDW set-up cost and read rates
                                             (benchmarks, not tests)
+  ./run.sh bench io [--runs N] [--quick]    sequential I/O on virtio-blk and NVMe, direct
+                                            DDW and ddw=off, against Debian's Linux (fetched
+                                            once, as for the KVM-HV lane)
   ./run.sh fuzz [N]                         fuzz the device-tree parsers and the DDW logic, N
                                             executions per target (default 1000000)
   ./run.sh help                             this text (also -h, --help)
@@ -312,21 +315,26 @@ case "$cmd" in
     bench)
         shift
         # ./run.sh bench [boot|ddw] [--runs N] [--quick]: both benchmarks unless one is named;
-        # --runs goes to both, --quick only to bench_ddw.
-        which=all boot_args=() ddw_args=()
+        # --runs goes to both, --quick only to bench_ddw. ./run.sh bench io: only bench_io
+        # (which fetches Linux), with --runs and --quick.
+        which=all boot_args=() ddw_args=() io_args=()
         while [ $# -gt 0 ]; do
             case "$1" in
-                boot|ddw) which="$1"; shift ;;
+                boot|ddw|io) which="$1"; shift ;;
                 --runs) [ $# -ge 2 ] || usage_error "--runs needs a number"
                         [[ "$2" =~ ^[1-9][0-9]*$ ]] || usage_error "--runs takes a positive number, not '$2'"
-                        boot_args+=(--runs "$2"); ddw_args+=(--runs "$2"); shift 2 ;;
-                --quick) ddw_args+=(--quick); shift ;;
-                *) usage_error "unknown bench option '$1' (boot|ddw, --runs N, --quick)" ;;
+                        boot_args+=(--runs "$2"); ddw_args+=(--runs "$2"); io_args+=(--runs "$2"); shift 2 ;;
+                --quick) ddw_args+=(--quick); io_args+=(--quick); shift ;;
+                *) usage_error "unknown bench option '$1' (boot|ddw|io, --runs N, --quick)" ;;
             esac
         done
         setup; build
         cd "$ROOT"
         export PSERIES_KERNEL_ELF="$KERNEL_ELF" PSERIES_KERNEL_BIOS="$KERNEL_BIN"
+        if [ "$which" = io ]; then
+            cargo run --quiet --release -p tests --bin bench_io -- "${io_args[@]}"
+            exit
+        fi
         if [ "$which" != ddw ]; then
             cargo run --quiet --release -p tests --bin bench_boot -- "${boot_args[@]}"
         fi

@@ -17,6 +17,8 @@
 //! - `mmu=on` (the default) / `mmu=off` (stay in real mode);
 //! - `serve` (keep running after the self-test: handle memory hot-plug and EPOW events until a
 //!   power-off is asked for).
+//! - `bench=io` (instead of the self-test, time sequential reads and scratch writes on every
+//!   disk-like device: `./run.sh bench io`).
 //!
 //! Unknown words are reported, not fatal. A key given twice with different values is a
 //! contradiction, reported in [`Args::conflicts`]; the kernel refuses to guess.
@@ -106,6 +108,8 @@ pub struct Args {
     pub ddw_max: Option<u64>,
     /// `serve`: keep running after the self-test, handling hot-plug and power events.
     pub serve: ServeMode,
+    /// `bench=io`: the I/O benchmark instead of the self-test.
+    pub bench_io: bool,
     /// Words that were not understood.
     pub unknown: Vec<String>,
     /// Keys given more than once with different values, as sentences.
@@ -153,6 +157,7 @@ impl Args {
         let mut warm = None;
         let mut ddw_max = None;
         let mut serve = ServeMode::PowerOff;
+        let mut bench_io = false;
         for word in line.split_ascii_whitespace() {
             if let Some(size) = word.strip_prefix("ddw-max=") {
                 match parse_size(size) {
@@ -179,6 +184,7 @@ impl Args {
                 }
                 "serve" => serve = ServeMode::Serve,
                 "serve=hold" => serve = ServeMode::ServeHolding,
+                "bench=io" => bench_io = true,
                 "mmu=on" => set(&mut mmu, MmuPolicy::On, "mmu=on", &mut conflicts),
                 "mmu=off" => set(&mut mmu, MmuPolicy::Off, "mmu=off", &mut conflicts),
                 "warm-restart=reuse" => {
@@ -197,6 +203,7 @@ impl Args {
             warm_restart: warm.map(|(w, _)| w),
             ddw_max: ddw_max.map(|(b, _)| b),
             serve,
+            bench_io,
             unknown,
             conflicts,
         }
@@ -281,5 +288,7 @@ mod tests {
         assert_eq!(Args::parse("mmu=off").mmu, MmuPolicy::Off);
         assert_eq!(Args::parse("").mmu, MmuPolicy::On);
         assert_eq!(Args::parse("warm-restart=maybe").unknown, ["warm-restart=maybe"]);
+        assert!(Args::parse("ddw=off bench=io").bench_io && !Args::parse("").bench_io);
+        assert_eq!(Args::parse("bench=boot").unknown, ["bench=boot"]);
     }
 }

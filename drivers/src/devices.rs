@@ -3,6 +3,10 @@
 //!
 //! - virtio-blk (`virtio-drivers`' block driver over PCI): vendor 0x1af4, device 0x1001
 //!   (transitional) or 0x1042 (modern, virtio 1.x §4.1.2); virtio devices address all 64 bits.
+//! - NVMe (`drivers::nvme`): QEMU's `nvme` is 1b36:0010 (`PCI_DEVICE_ID_REDHAT_NVME`, QEMU
+//!   hw/nvme/ctrl.c `nvme_init_pci`); any function of class 01:08:02 (mass storage, NVM
+//!   Express, I/O controller interface) is driven too. PRP entries are 64-bit bus addresses
+//!   (NVMe Base Specification 2.0 §4.1.1), so the controller addresses all 64 bits.
 //! - QEMU's `edu`: 1234:11e8, and it keeps only the low 28 bits of a RAM-side address (its
 //!   default `dma_mask`, QEMU hw/misc/edu.c) — [`crate::edu::EDU_DMA_MASK_BITS`].
 
@@ -17,6 +21,8 @@ use crate::pci::{Bdf, Function};
 pub enum DeviceKind {
     /// A virtio block device.
     VirtioBlk,
+    /// An NVMe controller.
+    Nvme,
     /// QEMU's `edu` teaching device.
     Edu,
 }
@@ -51,6 +57,14 @@ pub const VIRTIO_VENDOR_ID: u16 = 0x1af4;
 pub const VIRTIO_BLK: DriverDecl =
     DriverDecl { kind: DeviceKind::VirtioBlk, name: "virtio-blk", dma_mask_bits: 64 };
 
+/// QEMU's NVMe controller's PCI IDs (Red Hat's vendor ID).
+pub const QEMU_NVME_ID: (u16, u16) = (0x1b36, 0x0010);
+/// The PCI class code of an NVMe I/O controller (class 01, subclass 08, interface 02).
+pub const NVME_CLASS: u32 = 0x01_08_02;
+
+/// The NVMe driver.
+pub const NVME: DriverDecl = DriverDecl { kind: DeviceKind::Nvme, name: "nvme", dma_mask_bits: 64 };
+
 /// The edu driver.
 pub const EDU: DriverDecl =
     DriverDecl { kind: DeviceKind::Edu, name: "edu", dma_mask_bits: EDU_DMA_MASK_BITS };
@@ -60,8 +74,15 @@ pub fn driver_for(vendor_id: u16, device_id: u16) -> Option<&'static DriverDecl>
     match (vendor_id, device_id) {
         (VIRTIO_VENDOR_ID, 0x1001 | 0x1042) => Some(&VIRTIO_BLK),
         (EDU_VENDOR_ID, EDU_DEVICE_ID) => Some(&EDU),
+        QEMU_NVME_ID => Some(&NVME),
         _ => None,
     }
+}
+
+/// The driver for `function`: by its IDs, else an NVMe controller by its class code.
+pub fn driver_for_function(function: &Function) -> Option<&'static DriverDecl> {
+    driver_for(function.vendor_id, function.device_id)
+        .or_else(|| (function.class_code == NVME_CLASS).then_some(&NVME))
 }
 
 /// A function some driver will make DMA with.
@@ -77,7 +98,7 @@ pub struct DmaDevice {
 pub fn dma_devices(functions: &[Function]) -> Vec<DmaDevice> {
     functions
         .iter()
-        .filter_map(|f| driver_for(f.vendor_id, f.device_id).map(|driver| DmaDevice { bdf: f.bdf, driver }))
+        .filter_map(|f| driver_for_function(f).map(|driver| DmaDevice { bdf: f.bdf, driver }))
         .collect()
 }
 
@@ -91,7 +112,12 @@ mod tests {
         assert_eq!(driver_for(0x1af4, 0x1042), Some(&VIRTIO_BLK));
         assert_eq!(driver_for(0x1af4, 0x1000), None); // virtio-net: no driver here
         assert_eq!(driver_for(0x1234, 0x11e8).map(|d| d.dma_mask()), Some(DmaMask((1 << 28) - 1)));
-        assert!(VIRTIO_BLK.is_64bit() && !EDU.is_64bit());
+        assert!(VIRTIO_BLK.is_64bit() && NVME.is_64bit() && !EDU.is_64bit());
+        assert_eq!(driver_for(0x1b36, 0x0010), Some(&NVME));
+        let mut other_nvme = Function::new(Bdf { bus: 0, device: 4, function: 0 }, 0x144d, 0xa808);
+        assert_eq!(driver_for_function(&other_nvme), None);
+        other_nvme.class_code = NVME_CLASS;
+        assert_eq!(driver_for_function(&other_nvme), Some(&NVME), "an NVMe controller by its class");
         let functions = [
             Function::new(Bdf { bus: 0, device: 1, function: 0 }, 0x1af4, 0x1042),
             Function::new(Bdf { bus: 0, device: 2, function: 0 }, 0x8086, 0x100e),

@@ -133,6 +133,7 @@ pub mod dma;
 pub mod edu;
 pub mod iommu;
 pub mod mmu;
+pub mod nvme;
 pub mod pci;
 pub mod selftest;
 pub mod virtio;

@@ -132,7 +132,11 @@ fn boot(handoff: BootHandoff) -> ! {
     timeline.mark("pci");
     dma_setup::set_up_all(&platform, booted.firmware, &mut phbs, &args, hz, &timeline);
     timeline.mark("dma");
-    let failures = device_tests::run(&platform, &phbs, &reserved_memory(&booted, &fdt), hz);
+    let reserved = reserved_memory(&booted, &fdt);
+    let failures = match args.bench_io {
+        true => device_tests::bench::run(&platform, &phbs, &reserved, hz),
+        false => device_tests::run(&platform, &phbs, &reserved, hz),
+    };
     timeline.mark("selftest");
     run_test_mode(args.test);
     if failures > 0 {

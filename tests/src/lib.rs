@@ -8,6 +8,7 @@
 //! judges the kernel's report of them by QEMU's trace; `summary` renders the report for a
 //! person (text and SVG).
 
+pub mod bench;
 pub mod bridges;
 pub mod build;
 pub mod disk;

@@ -220,6 +220,16 @@ impl Scenario {
         self.disk(id, 1 << 20).device(&spec)
     }
 
+    /// An NVMe controller (QEMU's `nvme`, serial `serial`) on `bus` whose namespace 1 is a
+    /// disk holding `contents` (512-byte blocks); its DMA goes through the PHB's IOMMU.
+    pub fn nvme_image(self, id: &str, bus: Option<&str>, serial: &str, contents: Arc<Vec<u8>>) -> Self {
+        let mut spec = format!("nvme,serial={serial},drive={id}");
+        if let Some(bus) = bus {
+            spec.push_str(&format!(",bus={bus}"));
+        }
+        self.disk_image(id, contents).device(&spec)
+    }
+
     /// The default device set: a virtio-blk (1 MiB disk `disk0`) and QEMU's `edu` device.
     pub fn default_devices(self) -> Self {
         self.virtio_blk("disk0", None).device("edu")
@@ -595,10 +605,17 @@ impl Outcome {
     /// exactly that copy.
     #[track_caller]
     pub fn expect_scratch_disk(&self, blk: usize, disk_id: &str, image: &[u8]) -> &Self {
+        self.expect_scratch_image(&format!("blk.{blk}"), disk_id, image)
+    }
+
+    /// [`Outcome::expect_scratch_disk`] for any disk-like device's keys, `device` being its
+    /// prefix (`blk.0`, `nvme.1`).
+    #[track_caller]
+    pub fn expect_scratch_image(&self, device: &str, disk_id: &str, image: &[u8]) -> &Self {
         for (k, crc) in crate::disk::mib_crcs(image).iter().enumerate() {
-            self.expect_kv(&format!("blk.{blk}.crc.{k}"), &crate::disk::crc_text(*crc));
+            self.expect_kv(&format!("{device}.crc.{k}"), &crate::disk::crc_text(*crc));
         }
-        self.expect_kv(&format!("blk.{blk}.copy"), "done");
+        self.expect_kv(&format!("{device}.copy"), "done");
         let path = self.disk_path(disk_id);
         let after = std::fs::read(&path)
             .unwrap_or_else(|e| self.fail(&format!("cannot read {}: {e}", path.display())));
@@ -862,6 +879,15 @@ mod tests {
             ]
         );
         assert!(value_after(&args, "-drive")[1].ends_with("d3.img,if=none,id=d3,format=raw"));
+        let nvme = Scenario::new("unit-nvme", Firmware::Vof).nvme_image(
+            "n0",
+            Some("pci.0"),
+            "s1",
+            Arc::new(vec![0; 512]),
+        );
+        let args = nvme.qemu_args(&artifacts());
+        assert_eq!(value_after(&args, "-device"), vec!["nvme,serial=s1,drive=n0,bus=pci.0"]);
+        assert!(value_after(&args, "-drive")[0].ends_with("n0.img,if=none,id=n0,format=raw"));
         let quiet = Scenario::new("unit-quiet", Firmware::Vof).trace(Vec::<String>::new());
         assert!(value_after(&quiet.qemu_args(&artifacts()), "-D").is_empty());
     }

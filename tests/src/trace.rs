@@ -312,6 +312,56 @@ impl Xlate {
     }
 }
 
+/// `pci_nvme_create_sq` / `pci_nvme_create_cq`: an NVMe I/O queue created (QEMU
+/// hw/nvme/trace-events), with the bus address the controller was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NvmeQueue {
+    /// A submission queue (else a completion queue).
+    pub submission: bool,
+    /// The queue's bus address.
+    pub addr: u64,
+    /// Its identifier.
+    pub qid: u64,
+    /// Entries, 0-based (QEMU's `qsize`).
+    pub qsize: u64,
+}
+
+impl NvmeQueue {
+    /// Parses the text after `pci_nvme_create_sq`.
+    pub fn parse_sq(rest: &str) -> Option<Self> {
+        let f = scan(rest, "create submission queue, addr={}, sqid={}, cqid={}, qsize={}, qflags={}")?;
+        Some(Self { submission: true, addr: hex(f[0])?, qid: unsigned(f[1])?, qsize: unsigned(f[3])? })
+    }
+
+    /// Parses the text after `pci_nvme_create_cq`.
+    pub fn parse_cq(rest: &str) -> Option<Self> {
+        let f =
+            scan(rest, "create completion queue, addr={}, cqid={}, vector={}, qsize={}, qflags={}, ien={}")?;
+        Some(Self { submission: false, addr: hex(f[0])?, qid: unsigned(f[1])?, qsize: unsigned(f[3])? })
+    }
+}
+
+/// `pci_nvme_io_cmd`: one NVMe I/O command the controller fetched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NvmeIoCmd {
+    /// Command identifier.
+    pub cid: u64,
+    /// Namespace.
+    pub nsid: u64,
+    /// The submission queue it came from.
+    pub sqid: u64,
+    /// Opcode (0x1 write, 0x2 read, 0x0 flush).
+    pub opcode: u64,
+}
+
+impl NvmeIoCmd {
+    /// Parses the text after the event name.
+    pub fn parse(rest: &str) -> Option<Self> {
+        let f = scan(rest, "cid {} nsid {} sqid {} opc {} opname {}")?;
+        Some(Self { cid: unsigned(f[0])?, nsid: hex(f[1])?, sqid: unsigned(f[2])?, opcode: hex(f[3])? })
+    }
+}
+
 /// `spapr_iommu_ddw_query`: one `ibm,query-pe-dma-window` RTAS call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DdwQuery {
@@ -577,6 +627,18 @@ impl Trace {
         self.parsed("spapr_iommu_ddw_reset", DdwReset::parse)
     }
 
+    /// Every NVMe queue creation, submission and completion queues.
+    pub fn nvme_queues(&self) -> Result<Vec<NvmeQueue>, String> {
+        let mut queues = self.parsed("pci_nvme_create_sq", NvmeQueue::parse_sq)?;
+        queues.extend(self.parsed("pci_nvme_create_cq", NvmeQueue::parse_cq)?);
+        Ok(queues)
+    }
+
+    /// Every `pci_nvme_io_cmd`.
+    pub fn nvme_io_cmds(&self) -> Result<Vec<NvmeIoCmd>, String> {
+        self.parsed("pci_nvme_io_cmd", NvmeIoCmd::parse)
+    }
+
     /// Per LIOBN: the TCE-writing hcalls QEMU traced (put, indirect, stuff).
     pub fn tce_writes(&self, liobn: u64) -> Result<TceWrites, String> {
         let mut writes = TceWrites::default();
@@ -643,6 +705,21 @@ pci_update_mappings_add broken line
         assert_eq!(trace.count("pci_update_mappings_add"), 4);
         assert_eq!(trace.count_prefix("pci_cfg_"), 2);
         assert_eq!(trace.count("pci_cfg"), 0);
+    }
+
+    #[test]
+    fn nvme_events_in_qemu_7_2_formats() {
+        let log = "pci_nvme_create_cq create completion queue, addr=0x800000000520000, cqid=1, vector=0, qsize=63, qflags=1, ien=0\n\
+                   pci_nvme_create_sq create submission queue, addr=0x80000000050f000, sqid=1, cqid=1, qsize=63, qflags=1\n\
+                   pci_nvme_io_cmd cid 3 nsid 0x1 sqid 2 opc 0x2 opname 'NVME_NVM_CMD_READ'\n";
+        let trace = Trace::parse(log);
+        let queues = trace.nvme_queues().unwrap();
+        assert_eq!(queues[0], NvmeQueue { submission: true, addr: 0x0800_0000_0050_f000, qid: 1, qsize: 63 });
+        assert_eq!(
+            queues[1],
+            NvmeQueue { submission: false, addr: 0x0800_0000_0052_0000, qid: 1, qsize: 63 }
+        );
+        assert_eq!(trace.nvme_io_cmds().unwrap(), [NvmeIoCmd { cid: 3, nsid: 1, sqid: 2, opcode: 2 }]);
     }
 
     #[test]

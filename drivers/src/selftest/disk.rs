@@ -25,8 +25,14 @@ pub fn is_scratch(sector0: &[u8]) -> bool {
 /// `(index, first sector, sectors)` of each checksummed chunk of a disk of `sectors` sectors;
 /// the last chunk may be partial (a trailing partial sector is not readable and is left out).
 pub fn crc_chunks(sectors: u64) -> Vec<(u64, u64, u64)> {
-    let per_chunk = CRC_CHUNK / SECTOR;
-    let span = sectors.min(CRC_SPAN / SECTOR);
+    crc_chunks_of(sectors, SECTOR)
+}
+
+/// [`crc_chunks`] for a disk of `blocks` blocks of `block_bytes` bytes (an NVMe namespace's
+/// logical blocks): `(index, first block, blocks)`.
+pub fn crc_chunks_of(blocks: u64, block_bytes: u64) -> Vec<(u64, u64, u64)> {
+    let per_chunk = (CRC_CHUNK / block_bytes.max(1)).max(1);
+    let span = blocks.min(CRC_SPAN / block_bytes.max(1));
     (0..span.div_ceil(per_chunk))
         .map(|k| {
             let first = k * per_chunk;
@@ -71,6 +77,9 @@ mod tests {
         // 1.5 MiB disk: one full and one half chunk.
         assert_eq!(crc_chunks(3072), [(0, 0, 2048), (1, 2048, 1024)]);
         assert!(crc_chunks(0).is_empty());
+        // 4 KiB blocks: 256 per MiB, still 64 chunks at most.
+        let four_k = crc_chunks_of(1 << 20, 4096);
+        assert_eq!((four_k.len(), four_k[1]), (64, (1, 256, 256)));
     }
 
     #[test]

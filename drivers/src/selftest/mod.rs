@@ -3,6 +3,7 @@
 //! round trip through a device's DMA handle ([`edu`]). The kernel's `device_tests` drive the
 //! devices with it.
 
+pub mod bench;
 pub mod disk;
 pub mod edu;
 pub mod placement;

@@ -82,6 +82,20 @@ impl PhysBuffer {
     }
 }
 
+impl PhysBuffer {
+    /// Joins `self` and the buffer right after it back into one (both handed back if they
+    /// are not adjacent).
+    pub fn join(self, next: PhysBuffer) -> Result<PhysBuffer, (PhysBuffer, PhysBuffer)> {
+        if self.base.get() + self.len as u64 != next.base.get() {
+            return Err((self, next));
+        }
+        let (base, len) = (self.base, self.len + next.len);
+        // SAFETY: the two adjacent ranges were each owned exclusively by these buffers, which
+        // are consumed here, so their union is owned by the new one alone.
+        Ok(unsafe { PhysBuffer::new(base, len) })
+    }
+}
+
 // SAFETY: a `PhysBuffer` owns its range exclusively (constructor contract) and its address
 // and length never change.
 unsafe impl DmaMemory for PhysBuffer {
@@ -178,8 +192,7 @@ unsafe impl DmaMemory for SharedRegion {
 /// Byte order of a device's registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endian {
-    /// Little-endian (PCI's, virtio's).
-    #[allow(dead_code)] // virtio's registers go through virtio-drivers' own accessors
+    /// Little-endian (PCI's, virtio's, NVMe's).
     Little,
     /// Big-endian (QEMU `DEVICE_NATIVE_ENDIAN` devices such as `edu` on ppc64).
     Big,

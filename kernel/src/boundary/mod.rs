@@ -8,6 +8,7 @@
 //! - [`memory`]: the heap, RAM the self-test borrows, device MMIO, page-table memory, and the
 //!   [`drivers::dma::DmaMemory`] implementations;
 //! - [`virtio_hal`]: the `virtio-drivers` HAL;
+//! - [`nvme`]: the NVMe driver's registers and queue memory;
 //! - [`firmware`]: the Open Firmware client interface and what is asked of it that writes
 //!   memory (the heap claim, `instantiate-rtas`), the FDT handed over in r3;
 //! - [`mmu`]: the identity map and translation on;
@@ -19,5 +20,6 @@ pub mod firmware;
 pub mod hypervisor;
 pub mod memory;
 pub mod mmu;
+pub mod nvme;
 pub mod rtas;
 pub mod virtio_hal;

@@ -12,6 +12,7 @@ use drivers::addr::{BusAddr, PhysAddr};
 use drivers::devtree::phb::PciRange;
 use drivers::dma::{DeviceHandle, DmaMemory};
 use drivers::iommu::DmaDirection;
+use drivers::nvme::controller::CHECK_EVERY;
 use drivers::virtio_dma::HalBinding;
 use spin::Mutex;
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE};
@@ -232,8 +233,12 @@ pub fn blk_request(
         return Err(format!("DMA mapping failed: {error}"));
     }
     let start = arch_ppc64::cpu::timebase();
+    let mut spins = 0u32;
     while blk.peek_used() != Some(token) {
-        if arch_ppc64::cpu::timebase().wrapping_sub(start) > timeout {
+        // The clock only now and then: under emulation each timebase read leaves the
+        // translated code (see drivers::nvme::controller::CHECK_EVERY).
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(CHECK_EVERY) && arch_ppc64::cpu::timebase().wrapping_sub(start) > timeout {
             return Err(format!("virtio-blk {what} of sector {sector} did not complete in time"));
         }
         core::hint::spin_loop();
@@ -246,4 +251,97 @@ pub fn blk_request(
         }
     }
     .map_err(fail)
+}
+
+/// `requests` sequential requests of `sectors` sectors each from `first`, at most `depth` in
+/// flight, each in its own `sectors × 512`-byte slice of `region` (slot `k` uses slice `k`);
+/// waits at most `timeout` ticks for any one completion. The queue holds one descriptor per
+/// request (virtio-drivers negotiates indirect descriptors), so `depth` may be the queue's size.
+pub fn blk_stream(
+    blk: &mut Blk,
+    op: BlkOp,
+    (first, sectors, requests): (u64, u64, u64),
+    depth: usize,
+    region: &mut [u8],
+    timeout: u64,
+    guard: &HalGuard,
+) -> Result<(), alloc::string::String> {
+    use alloc::format;
+    use alloc::vec::Vec;
+    use virtio_drivers::device::blk::{BlkReq, BlkResp};
+    let size = (sectors * 512) as usize;
+    let depth = depth.clamp(1, region.len() / size.max(1));
+    if depth == 0 || size == 0 {
+        return Err(format!("no room for {size}-byte requests in {} bytes", region.len()));
+    }
+    // Fixed storage: each slot's header, status and data stay where they are while in flight.
+    let mut reqs: Vec<BlkReq> = (0..depth).map(|_| BlkReq::default()).collect();
+    let mut resps: Vec<BlkResp> = (0..depth).map(|_| BlkResp::default()).collect();
+    let mut chunks: Vec<&mut [u8]> = region.chunks_exact_mut(size).take(depth).collect();
+    let mut tokens: Vec<Option<(u16, u64)>> = alloc::vec![None; depth];
+    let what = op.name();
+    let (mut next, mut finished) = (0u64, 0u64);
+    let mut last = arch_ppc64::cpu::timebase();
+    let (mut spins, mut moved) = (0u32, false);
+    while finished < requests {
+        while next < requests {
+            let Some(slot) = tokens.iter().position(Option::is_none) else { break };
+            let sector = first + next * sectors;
+            let (req, buf, resp) = (&mut reqs[slot], &mut *chunks[slot], &mut resps[slot]);
+            // SAFETY: this slot's header, data and status are not touched again until the
+            // device returns its token and `complete_*` below takes them back; on an error return
+            // the caller drops the device, whose transport resets it, before reusing them.
+            let token = unsafe {
+                match op {
+                    BlkOp::Write => blk.write_blocks_nb(sector as usize, req, buf, resp),
+                    BlkOp::Read => blk.read_blocks_nb(sector as usize, req, buf, resp),
+                }
+            };
+            match token {
+                Ok(token) => tokens[slot] = Some((token, next)),
+                Err(virtio_drivers::Error::QueueFull) if tokens.iter().any(Option::is_some) => break,
+                Err(e) => return Err(format!("virtio-blk {what} of sector {sector}: {e}")),
+            }
+            if let Some(error) = guard.error() {
+                return Err(format!("DMA mapping failed: {error}"));
+            }
+            next += 1;
+        }
+        match blk.peek_used() {
+            Some(token) => {
+                let slot = tokens
+                    .iter()
+                    .position(|t| t.is_some_and(|(k, _)| k == token))
+                    .ok_or_else(|| format!("virtio-blk returned token {token}, which is not in flight"))?;
+                let request = tokens[slot].map_or(0, |t| t.1);
+                let (req, buf, resp) = (&reqs[slot], &mut *chunks[slot], &mut resps[slot]);
+                // SAFETY: the same buffers as submitted with this token.
+                unsafe {
+                    match op {
+                        BlkOp::Write => blk.complete_write_blocks(token, req, buf, resp),
+                        BlkOp::Read => blk.complete_read_blocks(token, req, buf, resp),
+                    }
+                }
+                .map_err(|e| format!("virtio-blk {what} of sector {}: {e}", first + request * sectors))?;
+                tokens[slot] = None;
+                finished += 1;
+                moved = true;
+            }
+            None => {
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(CHECK_EVERY) {
+                    let now = arch_ppc64::cpu::timebase();
+                    if moved {
+                        (last, moved) = (now, false);
+                    } else if now.wrapping_sub(last) > timeout {
+                        return Err(format!(
+                            "virtio-blk {what} stream: no completion in time ({finished} of {requests} done)"
+                        ));
+                    }
+                }
+                core::hint::spin_loop();
+            }
+        }
+    }
+    Ok(())
 }

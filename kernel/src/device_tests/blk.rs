@@ -47,6 +47,21 @@ pub fn run(test: DiskTest<'_>) -> Result<(), String> {
     let key = |name: &str| format!("{prefix}.{name}");
     kv!(key("pe"), "{}", phb.index);
     kv!(key("bdf"), "{}", function.bdf);
+    let (blk, guard) = open(&key, phb, function)?;
+    let result = drive(&key, blk, buffers, hz, &guard);
+    if let Some(error) = guard.error() {
+        return Err(format!("DMA mapping failed: {error}"));
+    }
+    result
+}
+
+/// The disk of `function`, initialised, with its DMA handle bound to the HAL (for as long as
+/// the guard lives); reports `access_platform` and the DMA mode.
+pub(super) fn open(
+    key: &dyn Fn(&str) -> String,
+    phb: &Phb<'_>,
+    function: &Function,
+) -> Result<(Blk, HalGuard), String> {
     for bar in function.bars.iter().filter(|b| b.kind.is_memory() && b.size > 0) {
         if phb.info.bus_to_cpu(drivers::devtree::phb::PciSpace::Mem64, bar.bus_addr, bar.size).is_none() {
             return Err(format!(
@@ -73,16 +88,16 @@ pub fn run(test: DiskTest<'_>) -> Result<(), String> {
     let translation = if translated { DmaTranslation::Iommu } else { DmaTranslation::Bypass };
     let handle =
         DeviceHandle::new(&pe.state, VIRTIO_BLK.dma_mask(), translation).map_err(|e| e.to_string())?;
-    report_mode(&key, handle.dma().mode, VIRTIO_BLK.dma_mask_bits);
+    report_mode(key, handle.dma().mode, VIRTIO_BLK.dma_mask_bits);
     guard.attach(handle);
-    let result = drive(&key, transport, buffers, hz, &guard);
-    if let Some(error) = guard.error() {
-        return Err(format!("DMA mapping failed: {error}"));
-    }
-    result
+    let mut blk: Blk = VirtIOBlk::new(transport).map_err(|e| format!("virtio-blk initialisation: {e}"))?;
+    // Completions are polled: asking the device not to interrupt (VIRTQ_AVAIL_F_NO_INTERRUPT,
+    // virtio 1.1 §2.6.7) spares it raising one per request.
+    blk.disable_interrupts();
+    Ok((blk, guard))
 }
 
-fn report_mode(key: &dyn Fn(&str) -> String, mode: DmaMode, bits: u32) {
+pub(super) fn report_mode(key: &dyn Fn(&str) -> String, mode: DmaMode, bits: u32) {
     kv!(key("dma"), "{}", mode.name());
     match mode {
         DmaMode::Direct { offset, .. } => kv!(key("dma_offset"), "{offset:#x}"),
@@ -98,12 +113,11 @@ fn report_mode(key: &dyn Fn(&str) -> String, mode: DmaMode, bits: u32) {
 
 fn drive(
     key: &dyn Fn(&str) -> String,
-    transport: PlatformTransport<PciTransport>,
+    mut blk: Blk,
     buffers: &mut [PhysBuffer],
     hz: u64,
     guard: &HalGuard,
 ) -> Result<(), String> {
-    let mut blk: Blk = VirtIOBlk::new(transport).map_err(|e| format!("virtio-blk initialisation: {e}"))?;
     let mut buffers: Vec<&mut PhysBuffer> =
         buffers.iter_mut().filter(|b| b.bytes_len() as u64 >= CRC_CHUNK).collect();
     if buffers.is_empty() {

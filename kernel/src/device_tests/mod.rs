@@ -5,15 +5,17 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use arch_ppc64::println;
-use drivers::devices::{driver_for, DeviceKind};
+use drivers::devices::{driver_for_function, DeviceKind};
 use drivers::devtree::platform::Platform;
 
 use crate::boundary::memory::{place_buffers, PhysBuffer, Reserved};
 use crate::kv;
 use crate::system::Phb;
 
+pub mod bench;
 pub mod blk;
 mod edu;
+pub mod nvme;
 
 /// Bytes per self-test buffer (one CRC chunk).
 const BUFFER_BYTES: u64 = drivers::selftest::disk::CRC_CHUNK;
@@ -28,15 +30,16 @@ pub fn run(platform: &Platform, phbs: &[Phb<'_>], reserved: &Reserved, hz: u64) 
             buffer
         })
         .collect();
-    let (mut disks, mut edus, mut failures, mut stopped) = (0, 0, 0, 0);
+    let (mut disks, mut edus, mut nvmes, mut failures, mut stopped) = (0, 0, 0, 0, 0);
     for phb in phbs {
         let pe_has_window = phb.pe.as_ref().is_some_and(|pe| pe.state.lock().dma().has_window());
         for function in &phb.functions {
-            let kind = driver_for(function.vendor_id, function.device_id).map(|d| d.kind);
+            let kind = driver_for_function(function).map(|d| d.kind);
             if kind.is_some() && !pe_has_window {
                 // Its PE has no DMA window: the device was stopped, there is nothing to test.
                 let (what, n) = match kind {
                     Some(DeviceKind::VirtioBlk) => ("blk", &mut disks),
+                    Some(DeviceKind::Nvme) => ("nvme", &mut nvmes),
                     _ => ("edu", &mut edus),
                 };
                 kv!(
@@ -48,7 +51,7 @@ pub fn run(platform: &Platform, phbs: &[Phb<'_>], reserved: &Reserved, hz: u64) 
                 stopped += 1;
                 continue;
             }
-            match driver_for(function.vendor_id, function.device_id).map(|d| d.kind) {
+            match kind {
                 Some(DeviceKind::VirtioBlk) => {
                     let result = blk::run(blk::DiskTest {
                         name: format!("blk.{disks}"),
@@ -59,6 +62,11 @@ pub fn run(platform: &Platform, phbs: &[Phb<'_>], reserved: &Reserved, hz: u64) 
                     });
                     failures += report(&format!("blk.{disks}.status"), result);
                     disks += 1;
+                }
+                Some(DeviceKind::Nvme) => {
+                    let test = nvme::NvmeTest { n: nvmes, phb, function, pool: &mut buffers, hz };
+                    failures += report(&format!("nvme.{nvmes}.status"), nvme::run(test));
+                    nvmes += 1;
                 }
                 Some(DeviceKind::Edu) => {
                     let result = edu::run(edus, phb, function, &mut buffers, hz);
@@ -71,6 +79,7 @@ pub fn run(platform: &Platform, phbs: &[Phb<'_>], reserved: &Reserved, hz: u64) 
     }
     kv!("selftest.disks", "{disks}");
     kv!("selftest.edus", "{edus}");
+    kv!("selftest.nvmes", "{nvmes}");
     kv!("selftest.failures", "{failures}");
     kv!("selftest.stopped", "{stopped}");
     let config_calls: u64 = phbs.iter().filter_map(|p| p.cfg.as_ref()).map(|c| c.calls()).sum();

@@ -21,6 +21,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tests::bench::{median, Options};
 use tests::build::workspace_root;
 use tests::disk;
 use tests::qemu::{Firmware, Outcome, Scenario};
@@ -33,28 +34,8 @@ const PAGE_SIZES: [(&str, Option<&str>); 3] =
 const DISK_BYTES: usize = 64 << 20;
 const TIMEOUT: Duration = Duration::from_secs(300);
 
-struct Options {
-    runs: usize,
-    quick: bool,
-}
-
 fn parse_options() -> Result<Options, String> {
-    let mut options = Options { runs: 5, quick: false };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--runs" => {
-                let n = args.next().unwrap_or_default();
-                options.runs = match n.parse::<usize>() {
-                    Ok(n) if n > 0 => n,
-                    _ => return Err(format!("--runs needs a positive number, got {n:?}")),
-                };
-            }
-            "--quick" => options.quick = true,
-            _ => return Err(format!("unknown argument {arg:?}; usage: bench_ddw [--runs N] [--quick]")),
-        }
-    }
-    Ok(options)
+    tests::bench::parse_options("bench_ddw", 5, std::env::args().skip(1))
 }
 
 /// One row of the grid.
@@ -191,16 +172,6 @@ fn grid_row(ram: &str, page: &'static str, pgsz: Option<&str>, image: &Arc<Vec<u
     );
     eprintln!("bench_ddw: {name} failed\n{}", outcome.context());
     (row, false)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 /// Read MB/s over `runs` boots at 2G, direct DDW or `ddw=off`.

@@ -20,9 +20,13 @@ pub fn section(kv: &Kv, facts: &Facts) -> Vec<Line> {
         Some(other) => heading.paint(other, Paint::Bad),
         None => heading.paint("no result (the kernel stopped before the end)", Paint::Bad),
     };
+    // NVMe controllers are named only where there are some (older reports have no key).
+    let nvmes =
+        kv.get_u64("selftest.nvmes").filter(|&n| n > 0).map(|n| format!("{}, ", units::count(n, "NVMe")));
     let heading = heading.text(format!(
-        " ({}, {}, {})",
+        " ({}, {}{}, {})",
         count("selftest.disks", "disk"),
+        nvmes.unwrap_or_default(),
         count("selftest.edus", "edu"),
         count("selftest.failures", "failure")
     ));
