@@ -685,7 +685,13 @@ fn mmio_collision(window: &DmaWindow, ram: &[PhysRange], holes: &[(BusAddr, u64)
         let end = start.checked_add(range.size)?;
         holes.iter().find_map(|&(hole, len)| {
             let (low, high) = (start.max(hole.get()), end.min(hole.get().saturating_add(len)));
-            (low < high).then_some((BusAddr(low), high - low))
+            // Not `then_some`: its argument is evaluated first, and `high - low` underflows when
+            // the ranges do not meet.
+            if low < high {
+                Some((BusAddr(low), high - low))
+            } else {
+                None
+            }
         })
     })
 }
