@@ -61,6 +61,16 @@ pub(crate) unsafe fn hcall_values(opcode: u64, values: &[u64]) -> HcallReturn {
     unsafe { hcall(opcode, args) }
 }
 
+/// `H_CONFER(-1, 0)`: yields the processor to the hypervisor for a moment. A guest that polls
+/// with no interrupts would otherwise never leave guest mode; QEMU's TCG then never reaches a
+/// quiescent point, and work it defers to one (freeing an unplugged device, which is when it
+/// emits `DEVICE_DELETED`) never runs (QEMU hw/ppc/spapr_hcall.c `h_confer`: `cpu_loop_exit`).
+pub fn confer() -> HcallStatus {
+    // SAFETY: H_CONFER takes two values, names no memory and changes neither interrupt delivery
+    // nor translation.
+    unsafe { hcall_values(opcode::H_CONFER, &[u64::MAX, 0]) }.status
+}
+
 /// `H_SET_MODE` resource 3 (address translation mode) with mode 3: interrupts taken with
 /// translation on are delivered with it on, at 0xc000_0000_0000_4000 + vector (AIL = 3).
 ///

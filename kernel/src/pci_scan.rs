@@ -52,7 +52,8 @@ pub fn scan_all(platform: &Platform, firmware: Firmware, layout: BridgeLayout) -
     phbs
 }
 
-fn windows(phb: &PhbInfo) -> Windows {
+/// The PHB's windows as BAR assignment sees them.
+pub fn windows(phb: &PhbInfo) -> Windows {
     let find = |space: PciSpace| {
         phb.ranges.iter().find(|r| r.space == space).map(|r| Window { bus_base: r.bus_addr, size: r.size })
     };

@@ -17,19 +17,24 @@ use drivers::addr::PhysRange;
 use drivers::cmdline::ServeMode;
 use drivers::devices::{driver_for, DeviceKind};
 use drivers::devtree::platform::Platform;
+use drivers::dlpar::connector::Fragment;
 use drivers::dlpar::drc::{
     configure_to_completion, DrcCall, DrcCalls, DrcError, DrcIndex, EntitySense, Indicator, IndicatorState,
+    MAX_CONFIGURE_CALLS,
 };
-use drivers::dlpar::event::{parse_event, Action, HotplugEvent, Resource, RtasEvent};
+use drivers::dlpar::event::{parse_event, Action, HotplugEvent, Identifier, Resource, RtasEvent};
 use drivers::dlpar::memory::{self, LmbOutcome, Memory, MemoryDma};
 use drivers::dma::HotRam;
 use drivers::iommu::MultiTce;
+use drivers::pci::hotplug::add_function;
+use drivers::pci::{stop_dma, Bdf};
 
-use crate::boundary::memory::{hot_added_buffer, PhysBuffer};
+use crate::boundary::memory::{hot_added_buffer, place_buffers, PhysBuffer, Reserved};
 use crate::boundary::mmu::Mode;
 use crate::boundary::rtas::{Firmware, RtasBuffer, ValueCall, EVENT_LOG_BYTES, WORK_AREA_BYTES};
 use crate::device_tests::blk;
 use crate::kv;
+use crate::pci_scan::windows;
 use crate::system::Phb;
 
 /// `check-exception` mask: EPOW (0x40000000) and hot-plug (0x10000000) classes (LoPAR "Error
@@ -63,7 +68,16 @@ impl Tokens {
 }
 
 /// Serves until an EPOW asks for power-off (then returns) or polling cannot go on.
-pub fn serve(platform: &Platform, firmware: Firmware, phbs: &[Phb<'_>], mmu: Mode, hz: u64, mode: ServeMode) {
+#[allow(clippy::too_many_arguments)]
+pub fn serve(
+    platform: &Platform,
+    firmware: Firmware,
+    phbs: &mut [Phb<'_>],
+    reserved: &Reserved,
+    mmu: Mode,
+    hz: u64,
+    mode: ServeMode,
+) {
     println!("== serving: hot-plug and power events (check-exception polling)");
     let tokens = match Tokens::from(platform) {
         Ok(tokens) => tokens,
@@ -128,6 +142,9 @@ pub fn serve(platform: &Platform, firmware: Firmware, phbs: &[Phb<'_>], mmu: Mod
                     return;
                 }
                 kv!(key("status"), "noted: no shutdown asked");
+            }
+            Ok(RtasEvent::Hotplug(event)) if event.resource == Resource::Pci => {
+                pci_event(&key, event, &mut drcs, phbs, platform, reserved, hz);
             }
             Ok(RtasEvent::Hotplug(event)) => {
                 let ctx = Context { platform, phbs, mmu, hz, mode };
@@ -272,11 +289,155 @@ fn dma_into(
     }
 }
 
+/// A PCI function added to or removed from a PHB the kernel already drives (LoPAR "DR for
+/// PCI"; QEMU hw/ppc/spapr_pci.c `spapr_pci_plug`, `spapr_pci_unplug_request`). Add: the sensor
+/// must read present, the DRC is unisolated, `ibm,configure-connector` run to completion, the
+/// function enumerated and its BARs placed clear of the others; it shares its PE's windows (no
+/// new window), and a disk is tested through them, then every other disk re-read. Remove: bus
+/// mastering off (no driver holds a mapping between events), forgotten, the DRC isolated —
+/// which completes QEMU's unplug.
+fn pci_event(
+    key: &dyn Fn(&str) -> String,
+    event: HotplugEvent,
+    drcs: &mut KernelDrcs<'_>,
+    phbs: &mut [Phb<'_>],
+    platform: &Platform,
+    reserved: &Reserved,
+    hz: u64,
+) {
+    let action = match event.action {
+        Action::Add => "add",
+        Action::Remove => "remove",
+    };
+    kv!(key("type"), "pci-{action}");
+    kv!(key("id"), "{:?}", event.id);
+    let Identifier::Index(index) = event.id else {
+        kv!(key("status"), "ignored: a PCI event names one DRC index");
+        return;
+    };
+    let drc = DrcIndex(index);
+    // The PHB whose ibm,drc-indexes holds the DRC; the function's devfn is the low byte of the
+    // index (QEMU hw/ppc/spapr_pci.c `drc_id_from_devfn`).
+    let Some(phb) = phbs.iter_mut().find(|p| p.info.drc_indexes.contains(&index)) else {
+        kv!(key("status"), "ignored: no PHB lists drc {drc} in ibm,drc-indexes");
+        return;
+    };
+    let devfn = (index & 0xff) as u8;
+    let Some(bdf) = Bdf::new(0, devfn >> 3, devfn & 7) else {
+        kv!(key("status"), "ignored: drc {drc} names no device");
+        return;
+    };
+    kv!(key("pci.phb"), "{}", phb.index);
+    kv!(key("pci.bdf"), "{bdf}");
+    let status = match event.action {
+        Action::Add => pci_add(key, drc, bdf, drcs, phb),
+        Action::Remove => pci_remove(drc, bdf, drcs, phb),
+    };
+    match status {
+        Ok(()) => {}
+        Err(why) => {
+            kv!(key("status"), "{why}");
+            return;
+        }
+    }
+    if event.action == Action::Add {
+        // The new disk through its PE's windows, then every other disk again.
+        let mut buffers: Vec<PhysBuffer> =
+            place_buffers(&platform.memory, reserved, TEST_BUFFER).into_iter().map(|(_, b)| b).collect();
+        let mut k = 0;
+        for phb in phbs.iter() {
+            for function in &phb.functions {
+                if !driver_for(function.vendor_id, function.device_id)
+                    .is_some_and(|d| d.kind == DeviceKind::VirtioBlk)
+                {
+                    continue;
+                }
+                let name = match (phb.info.drc_indexes.contains(&index), function.bdf == bdf) {
+                    (true, true) => key("blk"),
+                    _ => {
+                        k += 1;
+                        key(&format!("reread.{}", k - 1))
+                    }
+                };
+                let result =
+                    blk::run(blk::DiskTest { name: name.clone(), phb, function, buffers: &mut buffers, hz });
+                kv!(
+                    format!("{name}.status"),
+                    "{}",
+                    match result {
+                        Ok(()) => String::from("ok"),
+                        Err(why) => why,
+                    }
+                );
+            }
+        }
+    }
+    kv!(key("status"), "ok");
+}
+
+fn pci_add(
+    key: &dyn Fn(&str) -> String,
+    drc: DrcIndex,
+    bdf: Bdf,
+    drcs: &mut KernelDrcs<'_>,
+    phb: &mut Phb<'_>,
+) -> Result<(), String> {
+    match drcs.sense(drc).map_err(|e| format!("{e}"))? {
+        EntitySense::Present => {}
+        // QEMU leaves the add log queued when the device is deleted before the guest took it.
+        EntitySense::Empty => return Err(format!("ignored: drc {drc} is empty now (the device went again)")),
+        other => return Err(format!("drc {drc} is not a present function (dr-entity-sense {other:?})")),
+    }
+    drcs.set_indicator(Indicator::Isolation, drc, IndicatorState::On).map_err(|e| format!("{e}"))?;
+    let undo = |drcs: &mut KernelDrcs<'_>, why: String| match drcs.set_indicator(
+        Indicator::Isolation,
+        drc,
+        IndicatorState::Off,
+    ) {
+        Ok(()) => format!("{why}; the slot was isolated again"),
+        Err(e) => format!("{why}; isolating the slot again failed too: {e}"),
+    };
+    let fragment = match drcs.configure_fragment(drc) {
+        Ok(fragment) => fragment,
+        Err(why) => return Err(undo(drcs, why)),
+    };
+    if let Some(node) = fragment.nodes.first() {
+        kv!(key("pci.node"), "{}/{}", phb.info.path, node.name);
+    }
+    let Some(mut cfg) = phb.cfg.clone() else {
+        return Err(undo(drcs, String::from("the PHB has no config-space access")));
+    };
+    let (function, assignments) = match add_function(&mut cfg, &phb.functions, &windows(phb.info), bdf) {
+        Ok(added) => added,
+        Err(why) => return Err(undo(drcs, why)),
+    };
+    kv!(key("pci.id"), "{:04x}:{:04x}", function.vendor_id, function.device_id);
+    for a in &assignments {
+        kv!(key(&format!("pci.bar.{}", a.bar_index)), "{:#x}+{:#x}", a.bus_addr, a.size);
+    }
+    phb.functions.push(function);
+    Ok(())
+}
+
+fn pci_remove(drc: DrcIndex, bdf: Bdf, drcs: &mut KernelDrcs<'_>, phb: &mut Phb<'_>) -> Result<(), String> {
+    let Some(position) = phb.functions.iter().position(|f| f.bdf == bdf) else {
+        return Err(format!("ignored: no function at {bdf} on this PHB"));
+    };
+    if let Some(cfg) = phb.cfg.as_mut() {
+        stop_dma(cfg, &mut phb.functions[position])
+            .map_err(|e| format!("turning bus mastering off failed: {e:?}"))?;
+    }
+    phb.functions.remove(position);
+    drcs.set_indicator(Indicator::Isolation, drc, IndicatorState::Off).map_err(|e| format!("{e}"))
+}
+
+/// Waits `ms` milliseconds, conferring the processor to the hypervisor meanwhile (see
+/// `arch_ppc64::hcall::confer`: without it QEMU never finishes an unplug).
 fn wait_ms(hz: u64, ms: u64) {
     let start = cpu::timebase();
     let ticks = hz / 1000 * ms;
     while cpu::timebase().wrapping_sub(start) < ticks {
-        core::hint::spin_loop();
+        let _ = arch_ppc64::hcall::confer();
     }
 }
 
@@ -298,6 +459,33 @@ impl KernelDrcs<'_> {
             Ok(status) => Err(DrcError { call, status: status.0 }),
             Err(_) => Err(DrcError { call, status: i32::MIN }),
         }
+    }
+}
+
+impl KernelDrcs<'_> {
+    /// `ibm,configure-connector` to completion, keeping the fragment it describes.
+    fn configure_fragment(&mut self, drc: DrcIndex) -> Result<Fragment, String> {
+        let work = self.work.bytes_mut();
+        work.fill(0);
+        work[..4].copy_from_slice(&drc.0.to_be_bytes());
+        let mut fragment = Fragment::default();
+        for _ in 0..MAX_CONFIGURE_CALLS {
+            let status =
+                match self.firmware.configure_connector(self.tokens.configure_connector, &mut self.work) {
+                    Ok(status) => status.0,
+                    Err(e) => return Err(format!("ibm,configure-connector could not be called: {e:?}")),
+                };
+            match status {
+                0..=4 | -2 | 9900..=9905 => {
+                    fragment.step(status, self.work.bytes()).map_err(|e| format!("{e}"))?;
+                    if fragment.is_complete() {
+                        return Ok(fragment);
+                    }
+                }
+                status => return Err(format!("{}", DrcError { call: DrcCall::Configure(drc), status })),
+            }
+        }
+        Err(format!("ibm,configure-connector(drc {drc}) did not complete in {MAX_CONFIGURE_CALLS} calls"))
     }
 }
 

@@ -14,6 +14,9 @@ pub mod opcode {
     pub const H_GET_TCE: u64 = 0x1C;
     /// H_PUT_TCE: write one TCE.
     pub const H_PUT_TCE: u64 = 0x20;
+    /// H_CONFER: give the rest of this processor's time slice away (LoPAR "H_CONFER"; target
+    /// −1: to every other processor).
+    pub const H_CONFER: u64 = 0xE4;
     /// H_PUT_TERM_CHAR: write up to 16 bytes to a virtual terminal.
     pub const H_PUT_TERM_CHAR: u64 = 0x58;
     /// H_STUFF_TCE: write one TCE value into up to 512 consecutive entries.

@@ -188,6 +188,7 @@ impl Scenario {
             ddw_applicable: Some(DdwApplicable { query: 0x20, create: 0x21, remove: 0x22 }),
             ddw_extensions: self.extensions.clone(),
             children: vec![node("scsi@1", 1), node("unknown@2", 2)],
+            drc_indexes: Vec::new(),
         };
         Platform {
             memory: self.ram.clone(),

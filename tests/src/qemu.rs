@@ -463,6 +463,11 @@ impl Session {
         Ok(self.qmp.as_mut().expect("connected above"))
     }
 
+    /// The scenario's output directory (for files a hot-plug adds).
+    pub fn dir(&self) -> PathBuf {
+        self.console.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
     /// Records a failure found while driving.
     pub fn fail(&mut self, message: String) {
         self.errors.push(message);

@@ -131,6 +131,9 @@ pub struct PhbInfo {
     pub ddw_extensions: Option<DdwExtensions>,
     /// PCI functions described under the PHB, bridges flattened.
     pub children: Vec<PciNodeInfo>,
+    /// The DRC indexes of its slots (`ibm,drc-indexes`: count, then indexes; QEMU one per
+    /// devfn, `spapr_dt_drc`), for PCI hot-plug; empty if absent or malformed.
+    pub drc_indexes: Vec<u32>,
 }
 
 /// QEMU's MSI doorbell: every sPAPR PHB decodes MSI writes at this bus address, inside its
@@ -217,6 +220,8 @@ pub fn phb_info(
     let extensions = cells::prop(node, "ibm,ddw-extensions").map(DdwExtensions::parse);
     let ddw_extensions = keep_or_report(extensions, path, "ibm,ddw-extensions", problems);
     let children = pci_functions(node, path, problems);
+    let drc_indexes = cells::prop(node, "ibm,drc-indexes").map(parse_drc_indexes);
+    let drc_indexes = keep_or_report(drc_indexes, path, "ibm,drc-indexes", problems).unwrap_or_default();
     Ok(PhbInfo {
         path: String::from(path),
         buid,
@@ -225,7 +230,22 @@ pub fn phb_info(
         ddw_applicable,
         ddw_extensions,
         children,
+        drc_indexes,
     })
+}
+
+/// Parses `ibm,drc-indexes`: a count cell, then exactly that many indexes.
+pub fn parse_drc_indexes(bytes: &[u8]) -> Result<Vec<u32>, DtError> {
+    let mut reader = CellReader::new("ibm,drc-indexes", bytes)?;
+    let count = reader.read_u32()? as usize;
+    if reader.remaining_cells() != count {
+        return Err(DtError::BadLength {
+            prop: "ibm,drc-indexes",
+            len: bytes.len(),
+            expected: "4 + 4 * count bytes (count from the first cell)",
+        });
+    }
+    (0..count).map(|_| reader.read_u32()).collect()
 }
 
 /// An optional property's parse result: the value, or `None` with the error described.

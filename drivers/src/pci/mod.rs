@@ -22,6 +22,7 @@ pub mod enumerate;
 pub mod error;
 pub mod function;
 pub mod header;
+pub mod hotplug;
 pub mod numbering;
 pub mod space;
 pub mod window_place;
