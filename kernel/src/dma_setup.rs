@@ -90,7 +90,8 @@ fn handover(pe: &Pe) -> Option<Handover> {
     pe.state.lock().dma().handover(pe.address?)
 }
 
-fn set_up_one(
+/// Sets up one PHB's PE (also for a PHB or first device hot-added in serving mode).
+pub fn set_up_one(
     platform: &Platform,
     firmware: Firmware,
     phb: &mut Phb<'_>,

@@ -145,7 +145,7 @@ fn boot(handoff: BootHandoff) -> ! {
         ));
     }
     if args.serve != ServeMode::PowerOff {
-        serve::serve(&platform, booted.firmware, &mut phbs, &reserved, mmu, hz, args.serve);
+        serve::serve(&platform, booted.firmware, &mut phbs, &reserved, mmu, hz, &args);
     }
     let ticks = cpu::timebase().wrapping_sub(handoff.timebase());
     kv!("boot.ticks", "{}", ticks);

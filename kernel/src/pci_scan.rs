@@ -52,6 +52,22 @@ pub fn scan_all(platform: &Platform, firmware: Firmware, layout: BridgeLayout) -
     phbs
 }
 
+/// A PHB added at run time (PHB DLPAR), numbered `index`: scanned and laid out by the kernel,
+/// as under VOF (nothing has assigned anything behind a hot-added PHB).
+pub fn scan_added<'p>(index: usize, info: &'p PhbInfo, platform: &Platform, firmware: Firmware) -> Phb<'p> {
+    report::phb(index, info, platform.multi_tce());
+    let tokens = platform.rtas.as_ref();
+    let read = tokens.and_then(|t| t.token("ibm,read-pci-config"));
+    let write = tokens.and_then(|t| t.token("ibm,write-pci-config"));
+    let cfg = match (read, write) {
+        (Some(read), Some(write)) => Some(RtasConfigSpace::new(firmware, read, write, info.buid)),
+        _ => None,
+    };
+    let functions =
+        cfg.clone().map(|cfg| scan_phb(index, info, cfg, BridgeLayout::Kernel)).unwrap_or_default();
+    Phb { index, info, cfg, functions, pe: None }
+}
+
 /// The PHB's windows as BAR assignment sees them.
 pub fn windows(phb: &PhbInfo) -> Windows {
     let find = |space: PciSpace| {

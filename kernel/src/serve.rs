@@ -9,13 +9,16 @@
 //! memory checked with a disk read). Other hot-plug events are reported and ignored. Each event
 //! prints `event.N.*` lines.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use arch_ppc64::{cpu, println};
 use drivers::addr::PhysRange;
-use drivers::cmdline::ServeMode;
+use drivers::cmdline::{Args, ServeMode};
+use drivers::devices::dma_devices;
 use drivers::devices::{driver_for, DeviceKind};
+use drivers::devtree::phb::{phbs as phbs_in, PhbInfo};
 use drivers::devtree::platform::Platform;
 use drivers::dlpar::connector::Fragment;
 use drivers::dlpar::drc::{
@@ -26,14 +29,17 @@ use drivers::dlpar::event::{parse_event, Action, HotplugEvent, Identifier, Resou
 use drivers::dlpar::memory::{self, LmbOutcome, Memory, MemoryDma};
 use drivers::dma::HotRam;
 use drivers::iommu::MultiTce;
+use drivers::iommu::Start;
 use drivers::pci::hotplug::add_function;
 use drivers::pci::{stop_dma, Bdf};
 
 use crate::boundary::memory::{hot_added_buffer, place_buffers, PhysBuffer, Reserved};
-use crate::boundary::mmu::Mode;
+use crate::boundary::mmu::{map_io_window, Mode};
 use crate::boundary::rtas::{Firmware, RtasBuffer, ValueCall, EVENT_LOG_BYTES, WORK_AREA_BYTES};
 use crate::device_tests::blk;
+use crate::dma_setup::{self, TimebaseDelay};
 use crate::kv;
+use crate::pci_scan;
 use crate::pci_scan::windows;
 use crate::system::Phb;
 
@@ -72,12 +78,13 @@ impl Tokens {
 pub fn serve(
     platform: &Platform,
     firmware: Firmware,
-    phbs: &mut [Phb<'_>],
+    phbs: &mut Vec<Phb<'_>>,
     reserved: &Reserved,
     mmu: Mode,
     hz: u64,
-    mode: ServeMode,
+    args: &Args,
 ) {
+    let mode = args.serve;
     println!("== serving: hot-plug and power events (check-exception polling)");
     let tokens = match Tokens::from(platform) {
         Ok(tokens) => tokens,
@@ -144,7 +151,10 @@ pub fn serve(
                 kv!(key("status"), "noted: no shutdown asked");
             }
             Ok(RtasEvent::Hotplug(event)) if event.resource == Resource::Pci => {
-                pci_event(&key, event, &mut drcs, phbs, platform, reserved, hz);
+                pci_event(&key, event, &mut drcs, phbs, platform, reserved, hz, args);
+            }
+            Ok(RtasEvent::Hotplug(event)) if event.resource == Resource::Phb => {
+                phb_event(&key, event, &mut drcs, phbs, platform, hz, args, mmu);
             }
             Ok(RtasEvent::Hotplug(event)) => {
                 let ctx = Context { platform, phbs, mmu, hz, mode };
@@ -296,6 +306,7 @@ fn dma_into(
 /// new window), and a disk is tested through them, then every other disk re-read. Remove: bus
 /// mastering off (no driver holds a mapping between events), forgotten, the DRC isolated —
 /// which completes QEMU's unplug.
+#[allow(clippy::too_many_arguments)]
 fn pci_event(
     key: &dyn Fn(&str) -> String,
     event: HotplugEvent,
@@ -304,6 +315,7 @@ fn pci_event(
     platform: &Platform,
     reserved: &Reserved,
     hz: u64,
+    args: &Args,
 ) {
     let action = match event.action {
         Action::Add => "add",
@@ -329,10 +341,17 @@ fn pci_event(
     };
     kv!(key("pci.phb"), "{}", phb.index);
     kv!(key("pci.bdf"), "{bdf}");
+    let had_dma_device = !dma_devices(&phb.functions).is_empty();
     let status = match event.action {
         Action::Add => pci_add(key, drc, bdf, drcs, phb),
         Action::Remove => pci_remove(drc, bdf, drcs, phb),
     };
+    // The PE's first DMA device (a PHB hot-added empty, say): its windows are set up now, as
+    // Linux does at the first device's probe.
+    if status.is_ok() && event.action == Action::Add && !had_dma_device {
+        kv!(key("pe_set_up"), "yes: the PE's first DMA device");
+        let _ = dma_setup::set_up_one(platform, drcs.firmware, phb, args, Start::Fresh, hz);
+    }
     match status {
         Ok(()) => {}
         Err(why) => {
@@ -373,6 +392,144 @@ fn pci_event(
         }
     }
     kv!(key("status"), "ok");
+}
+
+/// A PHB added or removed (LoPAR "DR for PHBs"; QEMU hw/ppc/spapr.c `spapr_phb_plug`,
+/// `spapr_phb_unplug_request`). Add: a logical DRC (sensor "unusable", allocation and isolation
+/// indicators on), configure-connector's fragment read by the boot tree's PHB parser, the bus
+/// scanned and laid out as under VOF, its PE set up (a DDW once a DMA device is there). Remove:
+/// every function stopped, the DDW cleared and removed (Linux `remove_ddw`), then isolate and
+/// allocation off, which releases the PHB in QEMU.
+#[allow(clippy::too_many_arguments)]
+fn phb_event(
+    key: &dyn Fn(&str) -> String,
+    event: HotplugEvent,
+    drcs: &mut KernelDrcs<'_>,
+    phbs: &mut Vec<Phb<'_>>,
+    platform: &Platform,
+    hz: u64,
+    args: &Args,
+    mmu: Mode,
+) {
+    let action = match event.action {
+        Action::Add => "add",
+        Action::Remove => "remove",
+    };
+    kv!(key("type"), "phb-{action}");
+    kv!(key("id"), "{:?}", event.id);
+    let Identifier::Index(index) = event.id else {
+        kv!(key("status"), "ignored: a PHB event names one DRC index");
+        return;
+    };
+    let drc = DrcIndex(index);
+    let result = match event.action {
+        Action::Add => phb_add(key, drc, drcs, phbs, platform, hz, args, mmu),
+        Action::Remove => phb_remove(key, drc, drcs, phbs, platform, hz),
+    };
+    kv!(
+        key("status"),
+        "{}",
+        match result {
+            Ok(()) => String::from("ok"),
+            Err(why) => why,
+        }
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn phb_add(
+    key: &dyn Fn(&str) -> String,
+    drc: DrcIndex,
+    drcs: &mut KernelDrcs<'_>,
+    phbs: &mut Vec<Phb<'_>>,
+    platform: &Platform,
+    hz: u64,
+    args: &Args,
+    mmu: Mode,
+) -> Result<(), String> {
+    match drcs.sense(drc).map_err(|e| format!("{e}"))? {
+        EntitySense::Unusable => {}
+        other => return Err(format!("drc {drc} is not a PHB to take (dr-entity-sense {other:?})")),
+    }
+    drcs.set_indicator(Indicator::Allocation, drc, IndicatorState::On).map_err(|e| format!("{e}"))?;
+    let undo = |drcs: &mut KernelDrcs<'_>, why: String| {
+        let undone = drcs
+            .set_indicator(Indicator::Isolation, drc, IndicatorState::Off)
+            .and_then(|()| drcs.set_indicator(Indicator::Allocation, drc, IndicatorState::Off));
+        match undone {
+            Ok(()) => format!("{why}; the PHB was given back"),
+            Err(e) => format!("{why}; giving the PHB back failed too: {e}"),
+        }
+    };
+    if let Err(e) = drcs.set_indicator(Indicator::Isolation, drc, IndicatorState::On) {
+        return Err(undo(drcs, format!("{e}")));
+    }
+    let fragment = match drcs.configure_fragment(drc) {
+        Ok(fragment) => fragment,
+        Err(why) => return Err(undo(drcs, why)),
+    };
+    let cells2 = 2u32.to_be_bytes();
+    let blob = match fragment.to_fdt(&[("#address-cells", &cells2), ("#size-cells", &cells2)], &[]) {
+        Ok(blob) => blob,
+        Err(e) => return Err(undo(drcs, format!("the PHB's fragment does not make a tree: {e}"))),
+    };
+    let mut problems = Vec::new();
+    let info = match fdt::Fdt::new(&blob).map(|tree| phbs_in(&tree, &mut problems)) {
+        Ok(mut found) if found.len() == 1 => found.remove(0),
+        Ok(found) => {
+            return Err(undo(drcs, format!("the fragment holds {} PHBs: {problems:?}", found.len())))
+        }
+        Err(e) => return Err(undo(drcs, format!("the fragment's tree is unreadable: {e:?}"))),
+    };
+    for (k, problem) in problems.iter().enumerate() {
+        kv!(key(&format!("phb.problem.{k}")), "{problem}");
+    }
+    // The PHB's description lives as long as the kernel: a hot-added PHB keeps a few hundred
+    // bytes even after it goes (bounded by how many PHBs are ever added).
+    let info: &'static PhbInfo = Box::leak(Box::new(info));
+    let index = phbs.iter().map(|p| p.index + 1).max().unwrap_or(0);
+    kv!(key("phb.index"), "{index}");
+    kv!(key("phb.path"), "{}", info.path);
+    kv!(key("phb.buid"), "{:#x}", info.buid);
+    for range in &info.ranges {
+        if let Err(why) = map_io_window(mmu, range.cpu_addr.get(), range.size) {
+            return Err(undo(drcs, format!("its windows cannot be mapped: {why}")));
+        }
+    }
+    let mut phb = pci_scan::scan_added(index, info, platform, drcs.firmware);
+    let _ = dma_setup::set_up_one(platform, drcs.firmware, &mut phb, args, Start::Fresh, hz);
+    phbs.push(phb);
+    Ok(())
+}
+
+fn phb_remove(
+    key: &dyn Fn(&str) -> String,
+    drc: DrcIndex,
+    drcs: &mut KernelDrcs<'_>,
+    phbs: &mut Vec<Phb<'_>>,
+    platform: &Platform,
+    hz: u64,
+) -> Result<(), String> {
+    let Some(position) = phbs.iter().position(|p| p.info.my_drc_index == Some(drc.0)) else {
+        return Err(format!("ignored: no PHB with ibm,my-drc-index {drc}"));
+    };
+    let phb = &mut phbs[position];
+    kv!(key("phb.index"), "{}", phb.index);
+    if let Some(cfg) = phb.cfg.as_mut() {
+        for function in &mut phb.functions {
+            stop_dma(cfg, function).map_err(|e| format!("stopping {} failed: {e:?}", function.bdf))?;
+        }
+    }
+    if let Some(pe) = &phb.pe {
+        let removed = pe.state.lock().remove_ddw(platform.multi_tce(), &mut TimebaseDelay { hz })?;
+        if let Some(liobn) = removed {
+            kv!(key("ddw_removed"), "{liobn}");
+        }
+    }
+    drcs.set_indicator(Indicator::Isolation, drc, IndicatorState::Off).map_err(|e| format!("{e}"))?;
+    drcs.set_indicator(Indicator::Allocation, drc, IndicatorState::Off).map_err(|e| format!("{e}"))?;
+    phbs.remove(position);
+    Ok(())
 }
 
 fn pci_add(

@@ -189,6 +189,7 @@ impl Scenario {
             ddw_extensions: self.extensions.clone(),
             children: vec![node("scsi@1", 1), node("unknown@2", 2)],
             drc_indexes: Vec::new(),
+            my_drc_index: None,
         };
         Platform {
             memory: self.ram.clone(),

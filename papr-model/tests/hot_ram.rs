@@ -66,3 +66,25 @@ fn a_window_that_maps_per_buffer_needs_no_change() {
     assert!(matches!(added, HotRam::PerBuffer { .. }), "{added:?}");
     assert!(outcome.model.calls().is_empty());
 }
+
+#[test]
+fn a_ddw_whose_phb_goes_is_cleared_then_removed() {
+    let ram = vec![PhysRange { base: PhysAddr(0), size: 2 * GIB }];
+    let scenario = Scenario::new(Profile::Qemu72.config(), ram);
+    let mut outcome = run(&scenario, |_| {});
+    let liobn = outcome.pe.ddw.as_ref().expect("a DDW").window.liobn();
+    outcome.model.clear_log();
+    let mut state = drivers::dma::PeState::new(outcome.pe, outcome.model);
+    let removed = state.remove_ddw(MultiTce::Available, &mut papr_model::scenario::CountingDelay::default());
+    assert_eq!(removed, Ok(Some(liobn)));
+    let model = state.hypervisor();
+    assert!(model.window(liobn).is_none(), "the window is gone");
+    let kinds: Vec<CallKind> = model.calls().iter().map(|c| c.kind()).collect();
+    assert_eq!(kinds.first(), Some(&CallKind::StuffTce), "cleared first: {kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == CallKind::Remove).count(), 1);
+    assert!(state.dma().ddw.is_none() && state.dma().default.is_some());
+    assert_eq!(
+        state.remove_ddw(MultiTce::Available, &mut papr_model::scenario::CountingDelay::default()),
+        Ok(None)
+    );
+}

@@ -414,3 +414,103 @@ fn pci_hotplug(name: &str, firmware: Firmware) {
         outcome.fail(&format!("the hot-added disk after the run: {why}"));
     }
 }
+
+/// PHB DLPAR: `spapr-pci-host-bridge,index=1` hot-added becomes a new PE; a scratch disk added
+/// on it gets a DDW created at run time (QEMU traces its `ddw_create` on the new BUID) and is
+/// tested through it, directly; the disk goes again, then the PHB: its DDW's TCEs are cleared,
+/// then `ddw_remove`, then QEMU releases the PHB (`DEVICE_DELETED`).
+#[test]
+fn a_hot_added_phb_gets_its_own_ddw_and_gives_it_back() {
+    let boot_image = Arc::new(disk::scratch_image(16 << 20, 0x5048_4200));
+    let added_image = disk::scratch_image(16 << 20, 0x5048_4201);
+    let image_for_guest = added_image.clone();
+    const PHB1_BUID: u64 = 0x0800_0000_2000_0001;
+    let driven = Scenario::new("dlpar-phb", Firmware::Vof)
+        .memory("2G")
+        .timeout(Duration::from_secs(300))
+        .trace(["spapr_iommu_pci_*", "spapr_iommu_ddw_*", "spapr_drc_set_*"])
+        .append("serve")
+        .qmp()
+        .virtio_blk_image("disk0", None, Arc::clone(&boot_image), true)
+        .run_driven(|guest| {
+            if !guest.wait_console("serve.ready=yes") {
+                return;
+            }
+            guest.execute("device_add", json!({"driver": "spapr-pci-host-bridge", "index": 1, "id": "phb1"}));
+            if !guest.wait_console("event.0.status=") {
+                return;
+            }
+            let path = guest.dir().join("blk2.img");
+            if let Err(e) = std::fs::write(&path, &image_for_guest) {
+                guest.fail(format!("cannot write {}: {e}", path.display()));
+                return;
+            }
+            let file = json!({"driver": "file", "filename": path.display().to_string()});
+            guest.execute("blockdev-add", json!({"driver": "raw", "node-name": "b2", "file": file}));
+            let device = json!({"driver": "virtio-blk-pci", "drive": "b2", "bus": "phb1.0", "addr": "2", "id": "blk2",
+                                "disable-legacy": "on", "iommu_platform": true});
+            guest.execute("device_add", device);
+            if !guest.wait_console("event.1.status=") {
+                return;
+            }
+            guest.execute("device_del", json!({"id": "blk2"}));
+            guest.wait_event("DEVICE_DELETED", Some("blk2"));
+            if !guest.wait_console("event.2.status=") {
+                return;
+            }
+            guest.execute("device_del", json!({"id": "phb1"}));
+            guest.wait_event("DEVICE_DELETED", Some("phb1"));
+            if !guest.wait_console("event.3.status=") {
+                return;
+            }
+            guest.execute("system_powerdown", json!({}));
+        });
+    let outcome = driven.expect_driven();
+    outcome
+        .expect_ok()
+        .expect_kv("event.0.type", "phb-add")
+        .expect_kv("event.0.status", "ok")
+        .expect_kv("event.0.phb.buid", &format!("{PHB1_BUID:#x}"))
+        .expect_kv("event.1.type", "pci-add")
+        .expect_kv("event.1.pci.phb", "1")
+        .expect_kv("event.1.status", "ok")
+        .expect_kv("pe.1.ddw", "direct")
+        .expect_kv("event.1.blk.dma", "direct")
+        .expect_kv("event.1.blk.status", "ok")
+        .expect_kv("event.2.type", "pci-remove")
+        .expect_kv("event.2.status", "ok")
+        .expect_kv("event.3.type", "phb-remove")
+        .expect_kv("event.3.status", "ok")
+        .expect_kv("event.4.status", "power-off");
+    for (k, crc) in disk::mib_crcs(&added_image).iter().enumerate() {
+        outcome.expect_kv(&format!("event.1.blk.crc.{k}"), &disk::crc_text(*crc));
+    }
+    let liobn = outcome.require_hex("pe.1.ddw.liobn");
+    outcome.expect_kv("event.3.ddw_removed", &format!("{liobn:#x}"));
+    let trace = outcome.parsed_trace();
+    let creates = trace.ddw_creates().unwrap_or_else(|e| outcome.fail(&e));
+    if !creates.iter().any(|c| c.buid == PHB1_BUID && c.liobn == liobn) {
+        outcome.fail(&format!("no ddw_create on the hot-added PHB (liobn {liobn:#x}): {creates:x?}"));
+    }
+    // Its TCEs cleared, then the window removed, then the PHB released (allocation-state 0).
+    let events = trace.events();
+    let position = |what: &dyn Fn(&tests::trace::TraceEvent) -> bool| events.iter().rposition(what);
+    let clear =
+        position(&|e| e.name == "spapr_iommu_pci_stuff" && e.rest.contains(&format!("liobn={liobn:#x}")));
+    let remove =
+        position(&|e| e.name == "spapr_iommu_ddw_remove" && e.rest.contains(&format!("liobn={liobn:#x}")));
+    let release = position(&|e| {
+        e.name == "spapr_drc_set_allocation_state"
+            && e.rest.contains("0x20000001")
+            && e.rest.contains("state: 0x0")
+    });
+    match (clear, remove, release) {
+        (Some(c), Some(r), Some(l)) if c < r && r < l => {}
+        other => outcome.fail(&format!("expected clear < ddw_remove < release of the PHB, got {other:?}")),
+    }
+    let path = outcome.dir.join("blk2.img");
+    let after = std::fs::read(&path).unwrap_or_else(|e| outcome.fail(&format!("{}: {e}", path.display())));
+    if let Err(why) = disk::check_scratch_copy(&added_image, &after) {
+        outcome.fail(&format!("the disk on the hot-added PHB after the run: {why}"));
+    }
+}

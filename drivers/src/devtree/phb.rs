@@ -134,6 +134,8 @@ pub struct PhbInfo {
     /// The DRC indexes of its slots (`ibm,drc-indexes`: count, then indexes; QEMU one per
     /// devfn, `spapr_dt_drc`), for PCI hot-plug; empty if absent or malformed.
     pub drc_indexes: Vec<u32>,
+    /// Its own DRC index (`ibm,my-drc-index`), for PHB hot-plug; `None` if absent.
+    pub my_drc_index: Option<u32>,
 }
 
 /// QEMU's MSI doorbell: every sPAPR PHB decodes MSI writes at this bus address, inside its
@@ -222,6 +224,8 @@ pub fn phb_info(
     let children = pci_functions(node, path, problems);
     let drc_indexes = cells::prop(node, "ibm,drc-indexes").map(parse_drc_indexes);
     let drc_indexes = keep_or_report(drc_indexes, path, "ibm,drc-indexes", problems).unwrap_or_default();
+    let my_drc_index = cells::prop(node, "ibm,my-drc-index").map(|b| be_u32("ibm,my-drc-index", b));
+    let my_drc_index = keep_or_report(my_drc_index, path, "ibm,my-drc-index", problems);
     Ok(PhbInfo {
         path: String::from(path),
         buid,
@@ -231,6 +235,7 @@ pub fn phb_info(
         ddw_extensions,
         children,
         drc_indexes,
+        my_drc_index,
     })
 }
 

@@ -6,6 +6,8 @@
 //! management), so safe code cannot point a TCE at memory it does not own. Each device keeps a
 //! [`DeviceHandle`]: its mode, its mask, and a reference to its PE's state behind one lock.
 
+use alloc::format;
+use alloc::string::String;
 use alloc::sync::Arc;
 use spin::Mutex;
 
@@ -13,9 +15,11 @@ use super::hot_ram::HotRam;
 use super::mapping::{DmaMapping, MapFailure, Retired, UnmapFailure};
 use super::memory::DmaMemory;
 use super::pe::{DeviceDma, DmaMode, DmaTranslation, ModeError, PeDma};
-use crate::addr::PhysRange;
+use crate::addr::{Liobn, PhysRange};
 use crate::iommu::hcall::TceCalls;
+use crate::iommu::map::clear_window;
 use crate::iommu::map::{MapError, MultiTce};
+use crate::iommu::rtas::{retry_busy, DdwRtas, Delay};
 use crate::iommu::tce::DmaDirection;
 use crate::iommu::window::DmaMask;
 
@@ -82,6 +86,25 @@ impl<H: TceCalls> PeState<H> {
     /// The hypervisor interface, for the model's inspection in host tests.
     pub fn hypervisor(&self) -> &H {
         &self.hv
+    }
+}
+
+impl<H: TceCalls + DdwRtas> PeState<H> {
+    /// Clears and removes the PE's DDW because its PHB is going away (Linux `remove_ddw`:
+    /// `clean_dma_window`, then `ibm,remove-pe-dma-window`). Returns the window removed, if
+    /// there was one; on failure the DDW stays recorded.
+    pub fn remove_ddw(
+        &mut self,
+        multi_tce: MultiTce,
+        delay: &mut impl Delay,
+    ) -> Result<Option<Liobn>, String> {
+        let Some(ddw) = &self.dma.ddw else { return Ok(None) };
+        let window = ddw.window;
+        clear_window(&mut self.hv, &window, multi_tce)
+            .map_err(|e| format!("clearing the DDW failed: {e}"))?;
+        retry_busy(delay, || self.hv.remove(window.liobn())).map_err(|e| format!("{e}"))?;
+        self.dma.ddw = None;
+        Ok(Some(window.liobn()))
     }
 }
 

@@ -167,6 +167,11 @@ impl<M: TableMemory> Radix<M> {
         self.mem
     }
 
+    /// The table memory, borrowed.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
     /// Maps `[base, base + size)` to itself, widened to 2 MiB boundaries, with 1 GiB leaves
     /// where a whole aligned GiB is covered and 2 MiB leaves elsewhere. Mapping a part again
     /// with the same attributes is allowed; with others it is a [`MmuError::Conflict`].

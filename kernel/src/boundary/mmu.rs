@@ -23,6 +23,27 @@ use drivers::mmu::cas::{mmu_for_pvr, CasMmu};
 use drivers::mmu::{hash, Attr, MmuError, Radix, TableMemory};
 
 use super::memory::HeapTables;
+
+/// The radix tree in use, kept so that windows hot-plugged later (a PHB added in serving mode)
+/// can be mapped into it.
+static LIVE_TREE: spin::Mutex<Option<Radix<HeapTables>>> = spin::Mutex::new(None);
+
+/// Identity-maps a PHB window hot-plugged after boot (cache-inhibited, guarded), before
+/// anything touches it. Only the radix MMU is extended; in real mode nothing is needed.
+pub fn map_io_window(mode: Mode, base: u64, size: u64) -> Result<(), String> {
+    match mode {
+        Mode::Real => return Ok(()),
+        Mode::Hash => return Err(String::from("the hash MMU maps only the boot-time PHB windows")),
+        Mode::Radix => {}
+    }
+    let mut live = LIVE_TREE.lock();
+    let tree = live.as_mut().ok_or("no radix tree is in use")?;
+    tree.map(base, size, Attr::Io).map_err(|e| format!("mapping {base:#x}+{size:#x}: {e}"))?;
+    // New entries only replace invalid ones, which the MMU does not cache; `sync` orders the
+    // table stores before the first access through them.
+    cpu::sync();
+    Ok(())
+}
 use crate::kv;
 
 /// What the kernel runs with after [`enable`].
@@ -167,7 +188,7 @@ fn build_and_enable(platform: &Platform) -> Result<(), String> {
     };
     let leaves = tree.leaves();
     let root = tree.root();
-    let table_bytes = tree.into_memory().bytes;
+    let table_bytes = tree.memory().bytes;
     // SAFETY: the process table is a 4 KiB page from `HeapTables` (never freed) whose entry 0
     // points at the tree just built, which identity-maps RAM and every PHB window.
     unsafe { hcall::register_radix_process_table(process_table, 0) }.map_err(|status| {
@@ -183,6 +204,7 @@ fn build_and_enable(platform: &Platform) -> Result<(), String> {
     if !mmu::translation_on() {
         return Err(String::from("MSR[DR] is still clear after mtmsrd"));
     }
+    *LIVE_TREE.lock() = Some(tree);
     kv!("mmu.mode", "radix");
     kv!("mmu.page_sizes", "1G,2M");
     kv!("mmu.leaves_1g", "{}", leaves.huge);
