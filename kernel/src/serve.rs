@@ -317,17 +317,8 @@ fn pci_event(
     hz: u64,
     args: &Args,
 ) {
-    let action = match event.action {
-        Action::Add => "add",
-        Action::Remove => "remove",
-    };
-    kv!(key("type"), "pci-{action}");
-    kv!(key("id"), "{:?}", event.id);
-    let Identifier::Index(index) = event.id else {
-        kv!(key("status"), "ignored: a PCI event names one DRC index");
-        return;
-    };
-    let drc = DrcIndex(index);
+    let Some(drc) = single_drc(key, &event, "pci") else { return };
+    let index = drc.0;
     // The PHB whose ibm,drc-indexes holds the DRC; the function's devfn is the low byte of the
     // index (QEMU hw/ppc/spapr_pci.c `drc_id_from_devfn`).
     let Some(phb) = phbs.iter_mut().find(|p| p.info.drc_indexes.contains(&index)) else {
@@ -411,17 +402,7 @@ fn phb_event(
     args: &Args,
     mmu: Mode,
 ) {
-    let action = match event.action {
-        Action::Add => "add",
-        Action::Remove => "remove",
-    };
-    kv!(key("type"), "phb-{action}");
-    kv!(key("id"), "{:?}", event.id);
-    let Identifier::Index(index) = event.id else {
-        kv!(key("status"), "ignored: a PHB event names one DRC index");
-        return;
-    };
-    let drc = DrcIndex(index);
+    let Some(drc) = single_drc(key, &event, "phb") else { return };
     let result = match event.action {
         Action::Add => phb_add(key, drc, drcs, phbs, platform, hz, args, mmu),
         Action::Remove => phb_remove(key, drc, drcs, phbs, platform, hz),
@@ -530,6 +511,24 @@ fn phb_remove(
     drcs.set_indicator(Indicator::Allocation, drc, IndicatorState::Off).map_err(|e| format!("{e}"))?;
     phbs.remove(position);
     Ok(())
+}
+
+/// Reports a PCI or PHB event's type and identifier (`what-add`, `what-remove`) and returns
+/// the one DRC it names; anything else is reported as ignored.
+fn single_drc(key: &dyn Fn(&str) -> String, event: &HotplugEvent, what: &str) -> Option<DrcIndex> {
+    let action = match event.action {
+        Action::Add => "add",
+        Action::Remove => "remove",
+    };
+    kv!(key("type"), "{what}-{action}");
+    kv!(key("id"), "{:?}", event.id);
+    match event.id {
+        Identifier::Index(index) => Some(DrcIndex(index)),
+        _ => {
+            kv!(key("status"), "ignored: a {what} event names one DRC index");
+            None
+        }
+    }
 }
 
 fn pci_add(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tests::disk;
-use tests::qemu::{Driven, Firmware, Outcome, Scenario};
+use tests::qemu::{Driven, Firmware, Outcome, Scenario, Session};
 use tests::trace::{TceIndirect, TceStuff};
 
 const GIB: u64 = 1 << 30;
@@ -23,6 +23,22 @@ const DIMM_BASE: u64 = 2 * GIB;
 const DIMM_DRCS: [u32; 4] = [0x8000_0008, 0x8000_0009, 0x8000_000a, 0x8000_000b];
 /// 16 MiB IOMMU pages: 64 TCEs for 1 GiB.
 const DIMM_TCES: u64 = GIB >> 24;
+
+/// Hot-adds a scratch virtio-blk `id` holding `image` at `bus`/`addr` over QMP (`blockdev-add`,
+/// then `device_add`); `false` if the image could not be written.
+fn hot_add_disk(guest: &mut Session, id: &str, bus: &str, addr: &str, image: &[u8]) -> bool {
+    let path = guest.dir().join(format!("{id}.img"));
+    if let Err(e) = std::fs::write(&path, image) {
+        guest.fail(format!("cannot write {}: {e}", path.display()));
+        return false;
+    }
+    let node = format!("{id}-node");
+    let file = json!({"driver": "file", "filename": path.display().to_string()});
+    guest.execute("blockdev-add", json!({"driver": "raw", "node-name": node, "file": file}));
+    let device = json!({"driver": "virtio-blk-pci", "drive": node, "bus": bus, "addr": addr, "id": id,
+                        "disable-legacy": "on", "iommu_platform": true});
+    guest.execute("device_add", device).is_some()
+}
 
 fn memory_hotplug(name: &str, firmware: Firmware) -> (Driven, Arc<Vec<u8>>) {
     let image = Arc::new(disk::scratch_image(16 << 20, 0x4d45_4d00 | firmware as u64));
@@ -363,16 +379,9 @@ fn pci_hotplug(name: &str, firmware: Firmware) {
             if !guest.wait_console("serve.ready=yes") {
                 return;
             }
-            let path = guest.dir().join("blk1.img");
-            if let Err(e) = std::fs::write(&path, &image_for_guest) {
-                guest.fail(format!("cannot write {}: {e}", path.display()));
+            if !hot_add_disk(guest, "blk1", "pci.0", "5", &image_for_guest) {
                 return;
             }
-            let file = json!({"driver": "file", "filename": path.display().to_string()});
-            guest.execute("blockdev-add", json!({"driver": "raw", "node-name": "b1", "file": file}));
-            let device = json!({"driver": "virtio-blk-pci", "drive": "b1", "bus": "pci.0", "addr": "5", "id": "blk1",
-                                "disable-legacy": "on", "iommu_platform": true});
-            guest.execute("device_add", device);
             if !guest.wait_console("event.0.status=") {
                 return;
             }
@@ -440,16 +449,9 @@ fn a_hot_added_phb_gets_its_own_ddw_and_gives_it_back() {
             if !guest.wait_console("event.0.status=") {
                 return;
             }
-            let path = guest.dir().join("blk2.img");
-            if let Err(e) = std::fs::write(&path, &image_for_guest) {
-                guest.fail(format!("cannot write {}: {e}", path.display()));
+            if !hot_add_disk(guest, "blk2", "phb1.0", "2", &image_for_guest) {
                 return;
             }
-            let file = json!({"driver": "file", "filename": path.display().to_string()});
-            guest.execute("blockdev-add", json!({"driver": "raw", "node-name": "b2", "file": file}));
-            let device = json!({"driver": "virtio-blk-pci", "drive": "b2", "bus": "phb1.0", "addr": "2", "id": "blk2",
-                                "disable-legacy": "on", "iommu_platform": true});
-            guest.execute("device_add", device);
             if !guest.wait_console("event.1.status=") {
                 return;
             }

@@ -14,6 +14,7 @@ use crate::addr::{Liobn, PhysRange};
 use crate::iommu::ddw::DdwMapping;
 use crate::iommu::hcall::TceCalls;
 use crate::iommu::map::{clear_ram, map_ram, MapError, MapStats, MultiTce};
+use crate::iommu::window::DmaWindow;
 
 /// What a range of hot-plugged memory needed in a PE's windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +52,7 @@ impl fmt::Display for HotRam {
 
 impl PeDma {
     /// Which direct window, if any, must follow `range`.
-    fn direct_window_for(&self, range: &PhysRange) -> Result<Option<crate::iommu::DmaWindow>, HotRam> {
+    fn direct_window_for(&self, range: &PhysRange) -> Result<Option<DmaWindow>, HotRam> {
         let Some(ddw) = &self.ddw else { return Err(HotRam::NoDdw) };
         let liobn = ddw.window.liobn();
         match ddw.mapping {
@@ -69,13 +70,7 @@ impl PeDma {
         range: PhysRange,
         multi_tce: MultiTce,
     ) -> Result<HotRam, MapError> {
-        let window = match self.direct_window_for(&range) {
-            Ok(Some(window)) => window,
-            Ok(None) => return Ok(HotRam::NoDdw),
-            Err(unchanged) => return Ok(unchanged),
-        };
-        let stats = map_ram(calls, &window, &[range], multi_tce)?;
-        Ok(HotRam::Direct { liobn: window.liobn(), stats })
+        self.change_direct(range, |window| map_ram(calls, window, &[range], multi_tce))
     }
 
     /// Clears the entries for `range`, about to be removed, from a direct DDW.
@@ -85,12 +80,21 @@ impl PeDma {
         range: PhysRange,
         multi_tce: MultiTce,
     ) -> Result<HotRam, MapError> {
+        self.change_direct(range, |window| clear_ram(calls, window, &[range], multi_tce))
+    }
+
+    /// Applies `change` to the direct window `range` needs, if any.
+    fn change_direct(
+        &self,
+        range: PhysRange,
+        change: impl FnOnce(&DmaWindow) -> Result<MapStats, MapError>,
+    ) -> Result<HotRam, MapError> {
         let window = match self.direct_window_for(&range) {
             Ok(Some(window)) => window,
             Ok(None) => return Ok(HotRam::NoDdw),
             Err(unchanged) => return Ok(unchanged),
         };
-        let stats = clear_ram(calls, &window, &[range], multi_tce)?;
+        let stats = change(&window)?;
         Ok(HotRam::Direct { liobn: window.liobn(), stats })
     }
 }
