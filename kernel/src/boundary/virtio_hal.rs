@@ -241,7 +241,9 @@ pub fn blk_request(
         if spins.is_multiple_of(CHECK_EVERY) && arch_ppc64::cpu::timebase().wrapping_sub(start) > timeout {
             return Err(format!("virtio-blk {what} of sector {sector} did not complete in time"));
         }
-        core::hint::spin_loop();
+        // Give the processor to the hypervisor while the device works (QEMU's I/O thread
+        // shares the host's cores with this spinning vCPU).
+        let _ = arch_ppc64::hcall::confer();
     }
     // SAFETY: the same buffers as submitted, for the token the device returned.
     unsafe {
@@ -339,7 +341,7 @@ pub fn blk_stream(
                         ));
                     }
                 }
-                core::hint::spin_loop();
+                let _ = arch_ppc64::hcall::confer();
             }
         }
     }
