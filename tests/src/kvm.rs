@@ -215,6 +215,8 @@ pub const L0_DEFAULT_LIOBN: u64 = 0x8000_0000;
 pub const VFIO_DISK_BDF: &str = "0000:00:00.0";
 /// The VFIO lane's `edu` as L1 sees it (`addr=0x1` on L0).
 pub const VFIO_EDU_BDF: &str = "0000:00:01.0";
+/// L0's NVMe controller (`addr=0x2`) as L1 sees it.
+pub const VFIO_NVME_BDF: &str = "0000:00:02.0";
 
 /// One L2 boot in a nested lane.
 #[derive(Debug, Clone)]
@@ -225,6 +227,7 @@ pub struct KvmScenario {
     append: String,
     edu: bool,
     disk: Option<Arc<Vec<u8>>>,
+    nvme: Option<Arc<Vec<u8>>>,
     trace: Vec<String>,
     nested_hv: bool,
     bind_vfio: bool,
@@ -282,6 +285,7 @@ impl KvmScenario {
             append: String::new(),
             edu: false,
             disk: None,
+            nvme: None,
             trace: Vec::new(),
             nested_hv: true,
             bind_vfio: true,
@@ -327,6 +331,13 @@ impl KvmScenario {
     /// lane: without `iommu_platform` a virtio device bypasses L0's IOMMU).
     pub fn scratch_disk(mut self, image: Arc<Vec<u8>>) -> Self {
         self.disk = Some(image);
+        self
+    }
+
+    /// Adds `image` as QEMU's `nvme` controller on L0 (VFIO lane), passed through like the disk
+    /// and checked on the host afterwards (`nvme0.img` in the L2 outcome's directory).
+    pub fn nvme(mut self, image: Arc<Vec<u8>>) -> Self {
+        self.nvme = Some(image);
         self
     }
 
@@ -378,6 +389,9 @@ impl KvmScenario {
             }
             if self.edu {
                 bdfs.push(VFIO_EDU_BDF.to_string());
+            }
+            if self.nvme.is_some() {
+                bdfs.push(VFIO_NVME_BDF.to_string());
             }
         }
         bdfs
@@ -438,6 +452,15 @@ impl KvmScenario {
         if self.edu {
             args.extend(["-device".into(), "edu,addr=0x1".into()]);
         }
+        if self.nvme.is_some() {
+            let file = dir.join("nvme0.img").display().to_string().replace(',', ",,");
+            args.extend([
+                "-drive".into(),
+                format!("file={file},if=none,id=nvme0,format=raw"),
+                "-device".into(),
+                "nvme,serial=pseries-vfio,drive=nvme0,addr=0x2".into(),
+            ]);
+        }
         // Stamped with the host's time, so that L2's part can be told apart.
         for pattern in &self.l0_trace {
             args.extend(["-trace".into(), pattern.clone()]);
@@ -466,6 +489,11 @@ impl KvmScenario {
         run.file("init", &init, true);
         run.dir("l2");
         run.file("l2/kernel", &fs::read(&kernel.elf).expect("the kernel ELF"), false);
+        if let Some(image) = self.nvme.as_ref().filter(|_| self.nesting == Nesting::Vfio) {
+            let path = dir.join("nvme0.img");
+            fs::write(&path, image.as_slice())
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        }
         if let Some(image) = &self.disk {
             if self.nesting == Nesting::Vfio {
                 let path = dir.join("disk0.img");

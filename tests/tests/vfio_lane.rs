@@ -52,12 +52,9 @@ fn main() {
                 "without_the_kernels_ddw_request_the_lane_fails_naming_ddw_create",
                 without_the_kernels_ddw_request_the_lane_fails_naming_ddw_create,
             ),
+            ("an_nvme_controller_on_l0_passed_through", an_nvme_controller_on_l0_passed_through),
         ],
-        &[(
-            "an_nvme_controller_on_l0_passed_through",
-            "not yet: the kernel has no NVMe driver (the devices issue); the pSeries VFIO series was \
-             tested with NVMe, so this case comes with that driver",
-        )],
+        &[],
     )
 }
 
@@ -283,4 +280,30 @@ fn without_the_kernels_ddw_request_the_lane_fails_naming_ddw_create() {
         }
     }
     l2.expect_scratch_disk(0, "disk0", &image);
+}
+
+/// (e) QEMU's NVMe controller on L0, passed through next to the disk, as the pSeries VFIO series
+/// was tested: L2's NVMe driver reaches it through the same direct DDW L1 made on L0's PHB; its
+/// scratch namespace is copied correctly (checked on the host after L0 exits).
+fn an_nvme_controller_on_l0_passed_through() {
+    let disk_image = Arc::new(disk::scratch_image(16 * MIB, 0x5f10_0005));
+    let nvme_image = Arc::new(disk::scratch_image(16 * MIB, 0x5f10_0006));
+    let outcome = KvmScenario::vfio("vfio-nvme")
+        .scratch_disk(Arc::clone(&disk_image))
+        .nvme(Arc::clone(&nvme_image))
+        .trace(["spapr_iommu_ddw_*"])
+        .run();
+    report_times("vfio-nvme", &outcome);
+    outcome.expect_kvm().expect_passthrough();
+    outcome.expect_l2_ddw_on_l0();
+    let l2 = expect_direct(
+        &outcome,
+        &[("nvme.0.status", "ok"), ("nvme.0.dma", "direct"), ("nvme.0.model", "QEMU NVMe Ctrl")],
+    );
+    l2.expect_scratch_disk(0, "disk0", &disk_image);
+    l2.expect_scratch_image("nvme.0", "nvme0", &nvme_image);
+    let left = outcome.l2_windows_left_on_l0();
+    if !left.is_empty() {
+        outcome.fail(&format!("L2's window is still on L0 after L2 exited: {left:x?}"));
+    }
 }
