@@ -6,6 +6,7 @@
 //! what it says.
 
 use arch_ppc64::{cpu, println};
+use drivers::addr::PhysRange;
 use drivers::cmdline::{Args, DdwPolicy};
 use drivers::devices::dma_devices;
 use drivers::devtree::platform::Platform;
@@ -60,7 +61,7 @@ pub fn set_up_all(
     println!("== dma windows");
     let mut seen = Vec::new();
     for phb in phbs.iter_mut() {
-        seen.push(set_up_one(platform, firmware, phb, args, Start::Fresh, hz));
+        seen.push(set_up_one(platform, &platform.memory, firmware, phb, args, Start::Fresh, hz));
         timeline.mark(&format!("pe.{}", phb.index));
     }
     if let Some(policy) = args.warm_restart {
@@ -69,7 +70,15 @@ pub fn set_up_all(
             // As after a kexec: the hypervisor keeps its windows and TCEs, the next kernel knows
             // only the handover (Linux passes it as `linux,direct64-ddr-window-info`).
             let found = phb.pe.take().and_then(|pe| handover(&pe));
-            seen.push(set_up_one(platform, firmware, phb, args, Start::Warm { policy, found }, hz));
+            seen.push(set_up_one(
+                platform,
+                &platform.memory,
+                firmware,
+                phb,
+                args,
+                Start::Warm { policy, found },
+                hz,
+            ));
             timeline.mark(&format!("pe.{}.warm", phb.index));
         }
     }
@@ -90,9 +99,11 @@ fn handover(pe: &Pe) -> Option<Handover> {
     pe.state.lock().dma().handover(pe.address?)
 }
 
-/// Sets up one PHB's PE (also for a PHB or first device hot-added in serving mode).
+/// Sets up one PHB's PE (also for a PHB or first device hot-added in serving mode), its DDW
+/// mapping `ram` (the boot tree's RAM, or at run time what memory DLPAR left).
 pub fn set_up_one(
     platform: &Platform,
+    ram: &[PhysRange],
     firmware: Firmware,
     phb: &mut Phb<'_>,
     args: &Args,
@@ -102,6 +113,7 @@ pub fn set_up_one(
     let devices = dma_devices(&phb.functions);
     let mut setup = PeSetUp::for_phb(platform, phb.info, &devices, args.ddw);
     setup.max_window_shift = args.ddw_max.and_then(floor_log2);
+    setup.ram = ram;
     let fault = match args.ddw {
         DdwPolicy::SingleWindowFailingCreate => SetUpFault::FailFirstCreate,
         DdwPolicy::SingleWindowFailingMap => SetUpFault::FailFirstMap,

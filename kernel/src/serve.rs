@@ -151,10 +151,12 @@ pub fn serve(
                 kv!(key("status"), "noted: no shutdown asked");
             }
             Ok(RtasEvent::Hotplug(event)) if event.resource == Resource::Pci => {
-                pci_event(&key, event, &mut drcs, phbs, platform, reserved, hz, args);
+                let ram = ram_present(platform, memory.as_ref());
+                pci_event(&key, event, &mut drcs, phbs, platform, &ram, reserved, hz, args);
             }
             Ok(RtasEvent::Hotplug(event)) if event.resource == Resource::Phb => {
-                phb_event(&key, event, &mut drcs, phbs, platform, hz, args, mmu);
+                let ram = ram_present(platform, memory.as_ref());
+                phb_event(&key, event, &mut drcs, phbs, platform, &ram, hz, args, mmu);
             }
             Ok(RtasEvent::Hotplug(event)) => {
                 let ctx = Context { platform, phbs, mmu, hz, mode };
@@ -167,6 +169,12 @@ pub fn serve(
         }
         n += 1;
     }
+}
+
+/// The RAM present now, which a DDW made at run time maps: the boot tree's, less and plus
+/// what memory DLPAR has given back and taken since.
+fn ram_present(platform: &Platform, memory: Option<&Memory>) -> Vec<PhysRange> {
+    memory.map_or_else(|| platform.memory.clone(), |m| m.present(&platform.memory))
 }
 
 /// What event handling needs of the kernel.
@@ -313,6 +321,7 @@ fn pci_event(
     drcs: &mut KernelDrcs<'_>,
     phbs: &mut [Phb<'_>],
     platform: &Platform,
+    ram: &[PhysRange],
     reserved: &Reserved,
     hz: u64,
     args: &Args,
@@ -341,7 +350,7 @@ fn pci_event(
     // Linux does at the first device's probe.
     if status.is_ok() && event.action == Action::Add && !had_dma_device {
         kv!(key("pe_set_up"), "yes: the PE's first DMA device");
-        let _ = dma_setup::set_up_one(platform, drcs.firmware, phb, args, Start::Fresh, hz);
+        let _ = dma_setup::set_up_one(platform, ram, drcs.firmware, phb, args, Start::Fresh, hz);
     }
     match status {
         Ok(()) => {}
@@ -398,13 +407,14 @@ fn phb_event(
     drcs: &mut KernelDrcs<'_>,
     phbs: &mut Vec<Phb<'_>>,
     platform: &Platform,
+    ram: &[PhysRange],
     hz: u64,
     args: &Args,
     mmu: Mode,
 ) {
     let Some(drc) = single_drc(key, &event, "phb") else { return };
     let result = match event.action {
-        Action::Add => phb_add(key, drc, drcs, phbs, platform, hz, args, mmu),
+        Action::Add => phb_add(key, drc, drcs, phbs, platform, ram, hz, args, mmu),
         Action::Remove => phb_remove(key, drc, drcs, phbs, platform, hz),
     };
     kv!(
@@ -424,6 +434,7 @@ fn phb_add(
     drcs: &mut KernelDrcs<'_>,
     phbs: &mut Vec<Phb<'_>>,
     platform: &Platform,
+    ram: &[PhysRange],
     hz: u64,
     args: &Args,
     mmu: Mode,
@@ -478,7 +489,7 @@ fn phb_add(
         }
     }
     let mut phb = pci_scan::scan_added(index, info, platform, drcs.firmware);
-    let _ = dma_setup::set_up_one(platform, drcs.firmware, &mut phb, args, Start::Fresh, hz);
+    let _ = dma_setup::set_up_one(platform, ram, drcs.firmware, &mut phb, args, Start::Fresh, hz);
     phbs.push(phb);
     Ok(())
 }

@@ -11,7 +11,9 @@
 pub mod bench;
 pub mod bridges;
 pub mod build;
+pub mod ddw_replay;
 pub mod disk;
+pub mod hotplug;
 pub mod image;
 pub mod kv;
 pub mod kvm;

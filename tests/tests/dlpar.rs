@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tests::disk;
-use tests::qemu::{Driven, Firmware, Outcome, Scenario, Session};
+use tests::hotplug::{dimms, hot_add_disk};
+use tests::qemu::{Driven, Firmware, Outcome, Scenario};
 use tests::trace::{TceIndirect, TceStuff};
 
 const GIB: u64 = 1 << 30;
@@ -23,22 +24,6 @@ const DIMM_BASE: u64 = 2 * GIB;
 const DIMM_DRCS: [u32; 4] = [0x8000_0008, 0x8000_0009, 0x8000_000a, 0x8000_000b];
 /// 16 MiB IOMMU pages: 64 TCEs for 1 GiB.
 const DIMM_TCES: u64 = GIB >> 24;
-
-/// Hot-adds a scratch virtio-blk `id` holding `image` at `bus`/`addr` over QMP (`blockdev-add`,
-/// then `device_add`); `false` if the image could not be written.
-fn hot_add_disk(guest: &mut Session, id: &str, bus: &str, addr: &str, image: &[u8]) -> bool {
-    let path = guest.dir().join(format!("{id}.img"));
-    if let Err(e) = std::fs::write(&path, image) {
-        guest.fail(format!("cannot write {}: {e}", path.display()));
-        return false;
-    }
-    let node = format!("{id}-node");
-    let file = json!({"driver": "file", "filename": path.display().to_string()});
-    guest.execute("blockdev-add", json!({"driver": "raw", "node-name": node, "file": file}));
-    let device = json!({"driver": "virtio-blk-pci", "drive": node, "bus": bus, "addr": addr, "id": id,
-                        "disable-legacy": "on", "iommu_platform": true});
-    guest.execute("device_add", device).is_some()
-}
 
 fn memory_hotplug(name: &str, firmware: Firmware) -> (Driven, Arc<Vec<u8>>) {
     let image = Arc::new(disk::scratch_image(16 << 20, 0x4d45_4d00 | firmware as u64));
@@ -264,15 +249,7 @@ fn twenty_memory_events_leave_the_ddw_matching_the_memory_present() {
                 if !guest.wait_console(&format!("event.{n}.status=")) {
                     return;
                 }
-                let devices = guest.execute("query-memory-devices", json!({})).unwrap_or_default();
-                let present = devices
-                    .as_array()
-                    .map(|list| {
-                        list.iter()
-                            .filter_map(|d| Some((d["data"]["addr"].as_u64()?, d["data"]["size"].as_u64()?)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let present = dimms(guest);
                 layouts.push(present);
             }
             guest.execute("system_powerdown", json!({}));
@@ -429,12 +406,21 @@ fn pci_hotplug(name: &str, firmware: Firmware) {
 /// tested through it, directly; the disk goes again, then the PHB: its DDW's TCEs are cleared,
 /// then `ddw_remove`, then QEMU releases the PHB (`DEVICE_DELETED`).
 #[test]
-fn a_hot_added_phb_gets_its_own_ddw_and_gives_it_back() {
+fn a_hot_added_phb_gets_its_own_ddw_and_gives_it_back_vof() {
+    phb_hotplug("dlpar-phb-vof", Firmware::Vof);
+}
+
+#[test]
+fn a_hot_added_phb_gets_its_own_ddw_and_gives_it_back_slof() {
+    phb_hotplug("dlpar-phb-slof", Firmware::Slof);
+}
+
+fn phb_hotplug(name: &str, firmware: Firmware) {
     let boot_image = Arc::new(disk::scratch_image(16 << 20, 0x5048_4200));
     let added_image = disk::scratch_image(16 << 20, 0x5048_4201);
     let image_for_guest = added_image.clone();
     const PHB1_BUID: u64 = 0x0800_0000_2000_0001;
-    let driven = Scenario::new("dlpar-phb", Firmware::Vof)
+    let driven = Scenario::new(name, firmware)
         .memory("2G")
         .timeout(Duration::from_secs(300))
         .trace(["spapr_iommu_pci_*", "spapr_iommu_ddw_*", "spapr_drc_set_*"])

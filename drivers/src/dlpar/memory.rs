@@ -16,8 +16,9 @@ use core::fmt;
 
 use super::drc::{acquire_logical, refuse_remove, release_logical, DrcCalls, DrcIndex};
 use super::event::Identifier;
-use crate::addr::PhysRange;
+use crate::addr::{PhysAddr, PhysRange};
 use crate::devtree::hotplug::LmbTable;
+use crate::devtree::platform::merge_ranges;
 use crate::dma::HotRam;
 
 /// What the DMA side must do for memory that comes and goes (the kernel implements it over
@@ -63,9 +64,44 @@ impl Memory {
         ranges
     }
 
+    /// The RAM present now, given `boot` (the boot tree's RAM, [`Platform::memory`]): every
+    /// range of `boot` less the hot-pluggable LMBs given back since, plus those taken since;
+    /// sorted and merged. What a DMA window made at run time must map (a PHB hot-added after
+    /// memory was).
+    ///
+    /// [`Platform::memory`]: crate::devtree::Platform::memory
+    pub fn present(&self, boot: &[PhysRange]) -> Vec<PhysRange> {
+        let mut ranges: Vec<PhysRange> = boot.to_vec();
+        for (lmb, &owned) in self.table.lmbs.iter().zip(&self.owned) {
+            if !lmb.is_hotpluggable() {
+                continue;
+            }
+            let range = self.table.range(lmb);
+            if owned {
+                ranges.push(range);
+            } else {
+                ranges = ranges.into_iter().flat_map(|r| without(r, range)).collect();
+            }
+        }
+        merge_ranges(ranges)
+    }
+
     fn index_of(&self, drc: DrcIndex) -> Option<usize> {
         self.table.lmbs.iter().position(|l| l.drc == drc.0)
     }
+}
+
+/// `range` less `cut`: none, one or two pieces.
+fn without(range: PhysRange, cut: PhysRange) -> impl Iterator<Item = PhysRange> {
+    let (start, end) = (range.base.get(), range.end());
+    let (cut_start, cut_end) = (cut.base.get(), cut.end());
+    let piece = |from: u64, to: u64| (from < to).then(|| PhysRange { base: PhysAddr(from), size: to - from });
+    let (before, after) = if cut_end <= start || cut_start >= end {
+        (Some(range), None)
+    } else {
+        (piece(start, cut_start), piece(cut_end, end))
+    };
+    before.into_iter().chain(after)
 }
 
 /// What became of one LMB.
@@ -341,7 +377,6 @@ fn restore(dma: &mut impl MemoryDma, range: PhysRange) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::PhysAddr;
     use crate::devtree::hotplug::{Lmb, LMB_ASSIGNED, LMB_DRC_INVALID, LMB_RESERVED};
     use crate::dlpar::drc::tests::FakeDrcs;
     use crate::dlpar::drc::{DrcCall, Indicator, IndicatorState};
@@ -414,6 +449,41 @@ mod tests {
         assert!(dma.mapped.is_empty());
         assert!(memory.owned_ranges().is_empty());
         assert!(drcs.state.values().all(|&s| s == 1), "every DRC back to unusable: {:?}", drcs.state);
+    }
+
+    /// `ranges` with touching ones joined (the boot tree's touching ranges stay apart).
+    fn joined(ranges: Vec<PhysRange>) -> Vec<PhysRange> {
+        let mut out: Vec<PhysRange> = Vec::new();
+        for r in ranges {
+            match out.last_mut() {
+                Some(last) if last.end() == r.base.get() => last.size += r.size,
+                _ => out.push(r),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_ram_present_follows_the_lmbs_taken_and_given_back() {
+        let (mut memory, mut drcs, mut dma) = (memory(), FakeDrcs::default(), Dma::default());
+        let boot = [PhysRange { base: PhysAddr(0), size: 8 * LMB }];
+        assert_eq!(memory.present(&boot), boot, "reserved boot LMBs stay RAM");
+        add(&mut memory, Identifier::CountIndexed { count: 3, first: 0x8000_0008 }, &mut drcs, &mut dma);
+        assert_eq!(joined(memory.present(&boot)), [PhysRange { base: PhysAddr(0), size: 11 * LMB }]);
+        remove(&mut memory, Identifier::Index(0x8000_0009), &mut drcs, &mut dma);
+        let expected = [PhysRange { base: PhysAddr(0), size: 9 * LMB }, range(10)];
+        assert_eq!(joined(memory.present(&boot)), expected);
+        // An LMB assigned at boot (in `boot`, as the platform reads it) and given back since
+        // leaves a hole.
+        let mut lmbs = memory.table().lmbs.clone();
+        lmbs[12].flags = LMB_ASSIGNED;
+        let mut at_boot = Memory::new(LmbTable { lmb_size: LMB, lmbs });
+        let boot = [PhysRange { base: PhysAddr(0), size: 8 * LMB }, range(12)];
+        assert_eq!(at_boot.present(&boot), boot);
+        remove(&mut at_boot, Identifier::Index(0x8000_000c), &mut drcs, &mut dma);
+        assert_eq!(at_boot.present(&boot), [PhysRange { base: PhysAddr(0), size: 8 * LMB }]);
+        let cut = without(PhysRange { base: PhysAddr(0), size: 3 * LMB }, range(1));
+        assert_eq!(cut.collect::<Vec<_>>(), [range(0), range(2)]);
     }
 
     #[test]

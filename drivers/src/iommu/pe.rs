@@ -28,7 +28,7 @@ use super::iova_window::IovaWindow;
 use super::map::{clear_window, MultiTce};
 use super::rtas::{DdwRtas, Delay, PeAddress};
 use super::window::{DmaWindow, WindowError};
-use crate::addr::BusAddr;
+use crate::addr::{BusAddr, PhysRange};
 use crate::cmdline::DdwPolicy;
 use crate::devices::DmaDevice;
 use crate::devtree::dma_window::DdwExtensions;
@@ -129,8 +129,11 @@ pub struct PeSetUp<'a> {
     pub ddw: Result<PeAddress, NoDdw>,
     /// The policy the request follows.
     pub policy: DdwPolicy,
-    /// All of the platform, for RAM and the hot-plug maximum.
+    /// All of the platform, for the hot-plug maximum.
     pub platform: &'a Platform,
+    /// The RAM a direct DDW maps: the boot tree's ([`Platform::memory`]) by default; at run
+    /// time what memory DLPAR has left ([`crate::dlpar::memory::Memory::present`]).
+    pub ram: &'a [PhysRange],
     /// Devices of the PE that keep the default window for their narrow masks.
     pub narrow_devices: u32,
     /// Bus ranges no window may hand out.
@@ -218,6 +221,7 @@ impl<'a> PeSetUp<'a> {
             ddw,
             policy,
             platform,
+            ram: &platform.memory,
             narrow_devices: narrow as u32,
             iova_holes: phb.iova_holes(),
             max_window_shift: None,
@@ -254,7 +258,7 @@ impl<'a> PeSetUp<'a> {
         Some(PeRequest {
             pe,
             extensions: self.phb.ddw_extensions.as_ref(),
-            ram: &self.platform.memory,
+            ram: self.ram,
             ram_end: self.platform.max_possible_ram_addr(),
             device_mask_bits: 64,
             addressing: self.addressing,
