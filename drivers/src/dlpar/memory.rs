@@ -69,7 +69,7 @@ impl Memory {
     /// sorted and merged. What a DMA window made at run time must map (a PHB hot-added after
     /// memory was).
     ///
-    /// [`Platform::memory`]: crate::devtree::Platform::memory
+    /// [`Platform::memory`]: crate::devtree::platform::Platform::memory
     pub fn present(&self, boot: &[PhysRange]) -> Vec<PhysRange> {
         let mut ranges: Vec<PhysRange> = boot.to_vec();
         for (lmb, &owned) in self.table.lmbs.iter().zip(&self.owned) {
