@@ -208,7 +208,19 @@ ppc_vectors_template:
     VECTOR 0x600   /* alignment */
     VECTOR 0x700   /* program */
     VECTOR 0x800   /* floating point unavailable */
-    VECTOR 0x900   /* decrementer */
+    /*
+     * Decrementer: the kernel sets it only as the alarm that ends an H_CEDE (`hcall::cede_for`).
+     * Push it far into the future (a positive value withdraws the exception: POWER's
+     * decrementer interrupt is pending while the register is negative) and return to the
+     * interrupted code with every register as it was (SPRG1 is scratch, as in VECTOR).
+     */
+    .org  0x900
+    mtsprg1 %r3
+    lis   %r3, 0x7fff
+    ori   %r3, %r3, 0xffff
+    mtspr 22, %r3   /* DEC */
+    mfsprg1 %r3
+    rfid
     VECTOR 0xa00   /* directed privileged doorbell */
     VECTOR 0xc00   /* system call */
     VECTOR 0xd00   /* trace */

@@ -1,4 +1,5 @@
-//! Exception vectors: every interrupt the kernel does not expect is fatal and reported.
+//! Exception vectors: every interrupt the kernel does not expect is fatal and reported; the
+//! decrementer, the alarm of [`crate::hcall::cede_for`], returns to the code it interrupted.
 //!
 //! The vector stubs (`entry.S`, section `.vectors`) are copied to physical address 0, where a
 //! real-mode guest takes its interrupts, then `H_SET_MODE` switches interrupt delivery to
@@ -7,7 +8,7 @@
 //! [`arch_exception_entry`] with SRR0/SRR1/DAR/DSISR on a dedicated stack.
 
 use crate::hcall::HcallStatus;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The registers saved when an exception was taken.
 #[derive(Clone, Copy, Debug)]
@@ -96,7 +97,18 @@ pub unsafe fn install(handler: FatalHandler) -> Result<(), HcallStatus> {
     }
     crate::cpu::sync_icache(RELOCATED_VECTORS as usize + 0x100, len - 0x100);
     // SAFETY: the little-endian vectors are in place at 0 and at 0x4000.
-    unsafe { crate::hcall::set_little_endian_interrupts() }
+    let result = unsafe { crate::hcall::set_little_endian_interrupts() };
+    INSTALLED.store(result.is_ok(), Ordering::SeqCst);
+    result
+}
+
+/// Set once [`install`] has put the vectors in place and made interrupts little-endian.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a decrementer interrupt now returns to the interrupted code (the 0x900 stub in
+/// `entry.S`) rather than reaching firmware's handlers: what [`crate::hcall::cede_for`] needs.
+pub fn decrementer_resumes() -> bool {
+    INSTALLED.load(Ordering::SeqCst)
 }
 
 /// Called by `ppc_exception_entry` on the exception stack.

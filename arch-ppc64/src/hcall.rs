@@ -71,6 +71,32 @@ pub fn confer() -> HcallStatus {
     unsafe { hcall_values(opcode::H_CONFER, &[u64::MAX, 0]) }.status
 }
 
+/// `H_CEDE` with the decrementer as alarm: gives the processor to the hypervisor until about
+/// `ticks` timebase ticks have passed (or another interrupt is pending), then returns with
+/// MSR[EE] off again, as the kernel always runs. Unlike [`confer`], the virtual processor
+/// really stops: under TCG its thread sleeps and leaves the host's cores to QEMU's I/O threads
+/// (QEMU hw/ppc/spapr_hcall.c `h_cede`: MSR[EE] set, `halted`), as Linux's idle loop does
+/// (arch/powerpc/platforms/pseries/setup.c `pseries_lpar_idle` → `cede_processor`). Before
+/// the exception vectors are installed it confers instead.
+pub fn cede_for(ticks: u32) -> HcallStatus {
+    if !crate::exceptions::decrementer_resumes() {
+        return confer();
+    }
+    let ticks = u64::from(ticks.min(0x7fff_ffff));
+    // SAFETY: writing the decrementer touches no memory; when it goes negative the
+    // exception is taken by the resumable 0x900 stub, and only while MSR[EE] is on.
+    unsafe { asm!("mtspr 22, {0}", in(reg) ticks, options(nomem, nostack, preserves_flags)) };
+    // SAFETY: H_CEDE names no memory. It turns MSR[EE] on, so the decrementer (or any other
+    // pending interrupt) is taken when it returns: the vectors are installed (checked above),
+    // the decrementer's stub returns with every register intact, any other interrupt is
+    // reported as fatal as it would be at any time.
+    let status = unsafe { hcall(opcode::H_CEDE, [0; 9]) }.status;
+    // SAFETY: `mtmsrd` with L = 1 writes only MSR[EE] and MSR[RI] (here 0 and 1): interrupts
+    // off again; nothing else about the running code changes.
+    unsafe { asm!("li {t}, 2", "mtmsrd {t}, 1", t = out(reg) _, options(nomem, nostack)) };
+    status
+}
+
 /// `H_SET_MODE` resource 3 (address translation mode) with mode 3: interrupts taken with
 /// translation on are delivered with it on, at 0xc000_0000_0000_4000 + vector (AIL = 3).
 ///

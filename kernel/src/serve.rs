@@ -598,13 +598,19 @@ fn pci_remove(drc: DrcIndex, bdf: Bdf, drcs: &mut KernelDrcs<'_>, phb: &mut Phb<
     drcs.set_indicator(Indicator::Isolation, drc, IndicatorState::Off).map_err(|e| format!("{e}"))
 }
 
-/// Waits `ms` milliseconds, conferring the processor to the hypervisor meanwhile (see
-/// `arch_ppc64::hcall::confer`: without it QEMU never finishes an unplug).
+/// Waits `ms` milliseconds with the processor given to the hypervisor (`H_CEDE` until the
+/// decrementer ends the wait: an idle serving kernel takes no host CPU), never spinning: a
+/// guest that only spins keeps QEMU from finishing an unplug (see `arch_ppc64::hcall::confer`).
 fn wait_ms(hz: u64, ms: u64) {
     let start = cpu::timebase();
     let ticks = hz / 1000 * ms;
-    while cpu::timebase().wrapping_sub(start) < ticks {
-        let _ = arch_ppc64::hcall::confer();
+    loop {
+        let passed = cpu::timebase().wrapping_sub(start);
+        if passed >= ticks {
+            break;
+        }
+        let left = u32::try_from(ticks - passed).unwrap_or(u32::MAX);
+        let _ = arch_ppc64::hcall::cede_for(left);
     }
 }
 

@@ -14,6 +14,9 @@ pub mod opcode {
     pub const H_GET_TCE: u64 = 0x1C;
     /// H_PUT_TCE: write one TCE.
     pub const H_PUT_TCE: u64 = 0x20;
+    /// H_CEDE: give the processor up until an interrupt is pending; the hypervisor sets
+    /// MSR[EE] (LoPAR "H_CEDE").
+    pub const H_CEDE: u64 = 0xE0;
     /// H_CONFER: give the rest of this processor's time slice away (LoPAR "H_CONFER"; target
     /// −1: to every other processor).
     pub const H_CONFER: u64 = 0xE4;
