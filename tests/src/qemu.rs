@@ -158,6 +158,12 @@ impl Scenario {
         self
     }
 
+    /// Serving mode (`-append serve`) driven over QMP, with the scratch virtio-blk `disk0`
+    /// holding `image` (`iommu_platform=on`): what the DLPAR tests boot.
+    pub fn serving(self, image: &Arc<Vec<u8>>) -> Self {
+        self.append("serve").qmp().virtio_blk_image("disk0", None, Arc::clone(image), true)
+    }
+
     /// How long QEMU may run before it is killed and the outcome marked `timed_out`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

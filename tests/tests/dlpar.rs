@@ -31,9 +31,7 @@ fn memory_hotplug(name: &str, firmware: Firmware) -> (Driven, Arc<Vec<u8>>) {
         .memory("2G,slots=4,maxmem=8G")
         .timeout(Duration::from_secs(300))
         .trace(["spapr_iommu_pci_*", "spapr_iommu_ddw_*", "spapr_drc_set_*"])
-        .append("serve")
-        .qmp()
-        .virtio_blk_image("disk0", None, Arc::clone(&image), true)
+        .serving(&image)
         .run_driven(|guest| {
             if !guest.wait_console("serve.ready=yes") {
                 return;
@@ -226,9 +224,7 @@ fn twenty_memory_events_leave_the_ddw_matching_the_memory_present() {
         .memory("2G,slots=4,maxmem=8G")
         .timeout(Duration::from_secs(600))
         .trace(["spapr_iommu_pci_indirect", "spapr_iommu_pci_stuff", "spapr_iommu_ddw_*"])
-        .append("serve")
-        .qmp()
-        .virtio_blk_image("disk0", None, Arc::clone(&image), true)
+        .serving(&image)
         .run_driven(|guest| {
             if !guest.wait_console("serve.ready=yes") {
                 return;
@@ -349,9 +345,7 @@ fn pci_hotplug(name: &str, firmware: Firmware) {
         .memory("2G")
         .timeout(Duration::from_secs(300))
         .trace(["spapr_iommu_pci_*", "spapr_iommu_ddw_*"])
-        .append("serve")
-        .qmp()
-        .virtio_blk_image("disk0", None, Arc::clone(&boot_image), true)
+        .serving(&boot_image)
         .run_driven(|guest| {
             if !guest.wait_console("serve.ready=yes") {
                 return;
@@ -424,9 +418,7 @@ fn phb_hotplug(name: &str, firmware: Firmware) {
         .memory("2G")
         .timeout(Duration::from_secs(300))
         .trace(["spapr_iommu_pci_*", "spapr_iommu_ddw_*", "spapr_drc_set_*"])
-        .append("serve")
-        .qmp()
-        .virtio_blk_image("disk0", None, Arc::clone(&boot_image), true)
+        .serving(&boot_image)
         .run_driven(|guest| {
             if !guest.wait_console("serve.ready=yes") {
                 return;

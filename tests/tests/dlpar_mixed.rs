@@ -100,9 +100,7 @@ fn twenty_two_mixed_events_keep_every_window_exact() {
             "spapr_iommu_pci_stuff",
             "spapr_iommu_ddw_*",
         ])
-        .append("serve")
-        .qmp()
-        .virtio_blk_image("disk0", None, Arc::clone(&boot_image), true)
+        .serving(&boot_image)
         .run_driven(|guest| {
             if !guest.wait_console("serve.ready=yes") {
                 return;
@@ -167,8 +165,8 @@ fn twenty_two_mixed_events_keep_every_window_exact() {
         });
     let outcome = driven.expect_driven();
     outcome.expect_ok().expect_kv(&format!("event.{}.status", PLAN.len()), "power-off");
-    check_events(&outcome, &boot_image);
-    check_windows(&outcome, &afters);
+    check_events(outcome, &boot_image);
+    check_windows(outcome, &afters);
     for step in PLAN {
         if let DiskAdd { disk, .. } = step {
             let path = outcome.dir.join(format!("blk{disk}.img"));
