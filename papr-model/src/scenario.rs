@@ -190,6 +190,7 @@ impl Scenario {
             children: vec![node("scsi@1", 1), node("unknown@2", 2)],
             drc_indexes: Vec::new(),
             my_drc_index: None,
+            interrupt_map: None,
         };
         Platform {
             memory: self.ram.clone(),

@@ -28,6 +28,9 @@ pub struct CpuInfo {
     /// Whether `ibm,segment-page-sizes` offers 16 MiB pages in 16 MiB-base segments (`None`
     /// without the property).
     pub hash_16m_pages: Option<bool>,
+    /// The first CPU's first interrupt server number (`ibm,ppc-interrupt-server#s`): where
+    /// `ibm,set-xive` routes a source for it (LoPAR "Interrupt Support").
+    pub interrupt_server: Option<u32>,
 }
 
 /// Parses `cpu-version` (exactly one cell).
@@ -101,6 +104,10 @@ pub fn cpu_info(fdt: &Fdt<'_>) -> Result<CpuInfo, DtError> {
         info.pft_shift = cells::prop(node, "ibm,pft-size").map(parse_pft_size).transpose()?;
         info.hash_16m_pages =
             cells::prop(node, "ibm,segment-page-sizes").map(|b| offers_page(b, 24, 24)).transpose()?;
+        info.interrupt_server = cells::prop(node, "ibm,ppc-interrupt-server#s")
+            .and_then(|b| b.get(..4))
+            .map(|b| be_u32("ibm,ppc-interrupt-server#s", b))
+            .transpose()?;
     }
     Ok(info)
 }
@@ -173,7 +180,11 @@ mod tests {
 
     #[test]
     fn cpus_node() {
-        let blob = tree(&[("cpu-version", &[0x004e_1202]), ("timebase-frequency", &[0, 512_000_000])]);
+        let blob = tree(&[
+            ("cpu-version", &[0x004e_1202]),
+            ("timebase-frequency", &[0, 512_000_000]),
+            ("ibm,ppc-interrupt-server#s", &[8, 9]),
+        ]);
         let info = cpu_info(&Fdt::new(&blob).unwrap()).unwrap();
         let expected = CpuInfo {
             count: 2,
@@ -182,6 +193,7 @@ mod tests {
             clock_hz: None,
             pft_shift: None,
             hash_16m_pages: None,
+            interrupt_server: Some(8),
         };
         assert_eq!(info, expected);
         let bad = tree(&[("cpu-version", &[0x004e, 0x1202])]);

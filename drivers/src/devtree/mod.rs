@@ -12,6 +12,7 @@ pub mod dma_window;
 pub mod error;
 pub mod hotplug;
 pub mod identity;
+pub mod intx;
 pub mod memory;
 pub mod of;
 pub mod pci_node;

@@ -24,6 +24,7 @@ use crate::devtree::dma_window::{
     parse_ddw_applicable, parse_dma_window, DdwApplicable, DdwExtensions, DmaWindowProp,
 };
 use crate::devtree::error::DtError;
+use crate::devtree::intx::InterruptMap;
 use crate::devtree::pci_node::{pci_functions, PciNodeInfo};
 
 /// PCI address space of a `ranges` entry (phys.hi bits 24–25).
@@ -136,6 +137,8 @@ pub struct PhbInfo {
     pub drc_indexes: Vec<u32>,
     /// Its own DRC index (`ibm,my-drc-index`), for PHB hot-plug; `None` if absent.
     pub my_drc_index: Option<u32>,
+    /// Its functions' INTx routing (`interrupt-map`), if described and well-formed.
+    pub interrupt_map: Option<InterruptMap>,
 }
 
 /// QEMU's MSI doorbell: every sPAPR PHB decodes MSI writes at this bus address, inside its
@@ -226,6 +229,14 @@ pub fn phb_info(
     let drc_indexes = keep_or_report(drc_indexes, path, "ibm,drc-indexes", problems).unwrap_or_default();
     let my_drc_index = cells::prop(node, "ibm,my-drc-index").map(|b| be_u32("ibm,my-drc-index", b));
     let my_drc_index = keep_or_report(my_drc_index, path, "ibm,my-drc-index", problems);
+    let interrupt_cells = match cells::prop(node, "#interrupt-cells") {
+        Some(b) => be_u32("#interrupt-cells", b)?,
+        None => 1,
+    };
+    let interrupt_map = cells::prop(node, "interrupt-map").map(|map| {
+        InterruptMap::parse(map, cells::prop(node, "interrupt-map-mask"), own_cells.address, interrupt_cells)
+    });
+    let interrupt_map = keep_or_report(interrupt_map, path, "interrupt-map", problems);
     Ok(PhbInfo {
         path: String::from(path),
         buid,
@@ -236,6 +247,7 @@ pub fn phb_info(
         children,
         drc_indexes,
         my_drc_index,
+        interrupt_map,
     })
 }
 
