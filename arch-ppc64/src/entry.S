@@ -204,7 +204,21 @@ ppc_vectors_template:
     VECTOR 0x380   /* data segment */
     VECTOR 0x400   /* instruction storage */
     VECTOR 0x480   /* instruction segment */
-    VECTOR 0x500   /* external */
+    /*
+     * External interrupt: taken only inside `hcall::cede_for` (the kernel otherwise runs with
+     * MSR[EE] off). Return to the interrupted code with MSR[EE] off (it was on, or the
+     * interrupt would not have been taken), the interrupt left pending in the presentation
+     * controller for the kernel to accept (`xics::accept`), and SPRG3 = 1 to say so.
+     */
+    .org  0x500
+    mtsprg1 %r3
+    li    %r3, 1
+    mtsprg3 %r3
+    mfsrr1 %r3
+    xori  %r3, %r3, 0x8000   /* MSR[EE] */
+    mtsrr1 %r3
+    mfsprg1 %r3
+    rfid
     VECTOR 0x600   /* alignment */
     VECTOR 0x700   /* program */
     VECTOR 0x800   /* floating point unavailable */

@@ -1,5 +1,6 @@
 //! Exception vectors: every interrupt the kernel does not expect is fatal and reported; the
-//! decrementer, the alarm of [`crate::hcall::cede_for`], returns to the code it interrupted.
+//! decrementer (the alarm of [`crate::hcall::cede_for`]) and an external interrupt (which
+//! ends a cede, see [`crate::xics`]) return to the code they interrupted.
 //!
 //! The vector stubs (`entry.S`, section `.vectors`) are copied to physical address 0, where a
 //! real-mode guest takes its interrupts, then `H_SET_MODE` switches interrupt delivery to

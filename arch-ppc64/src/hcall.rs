@@ -78,23 +78,43 @@ pub fn confer() -> HcallStatus {
 /// (QEMU hw/ppc/spapr_hcall.c `h_cede`: MSR[EE] set, `halted`), as Linux's idle loop does
 /// (arch/powerpc/platforms/pseries/setup.c `pseries_lpar_idle` → `cede_processor`). Before
 /// the exception vectors are installed it confers instead.
-pub fn cede_for(ticks: u32) -> HcallStatus {
+pub fn cede_for(ticks: u32) -> Wake {
     if !crate::exceptions::decrementer_resumes() {
-        return confer();
+        let _ = confer();
+        return Wake::Other;
     }
     let ticks = u64::from(ticks.min(0x7fff_ffff));
     // SAFETY: writing the decrementer touches no memory; when it goes negative the
     // exception is taken by the resumable 0x900 stub, and only while MSR[EE] is on.
     unsafe { asm!("mtspr 22, {0}", in(reg) ticks, options(nomem, nostack, preserves_flags)) };
-    // SAFETY: H_CEDE names no memory. It turns MSR[EE] on, so the decrementer (or any other
-    // pending interrupt) is taken when it returns: the vectors are installed (checked above),
-    // the decrementer's stub returns with every register intact, any other interrupt is
-    // reported as fatal as it would be at any time.
-    let status = unsafe { hcall(opcode::H_CEDE, [0; 9]) }.status;
+    // SAFETY: SPRG3 is the 0x500 stub's flag (an external interrupt ended the cede); writing
+    // it touches no memory.
+    unsafe { asm!("li {t}, 0", "mtsprg3 {t}", t = out(reg) _, options(nomem, nostack)) };
+    // SAFETY: H_CEDE names no memory. It turns MSR[EE] on, so the decrementer or an external
+    // interrupt is taken when it returns: the vectors are installed (checked above), and both
+    // stubs return with every register intact (the external one with MSR[EE] off); any other
+    // interrupt is reported as fatal as it would be at any time.
+    let _ = unsafe { hcall(opcode::H_CEDE, [0; 9]) };
     // SAFETY: `mtmsrd` with L = 1 writes only MSR[EE] and MSR[RI] (here 0 and 1): interrupts
     // off again; nothing else about the running code changes.
     unsafe { asm!("li {t}, 2", "mtmsrd {t}, 1", t = out(reg) _, options(nomem, nostack)) };
-    status
+    let flag: u64;
+    // SAFETY: reading SPRG3 touches no memory.
+    unsafe { asm!("mfsprg3 {0}", out(reg) flag, options(nomem, nostack, preserves_flags)) };
+    if flag != 0 {
+        Wake::External
+    } else {
+        Wake::Other
+    }
+}
+
+/// What ended a [`cede_for`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// An external interrupt, left pending: accept it (`xics::accept`) and end it.
+    External,
+    /// The alarm, or anything else.
+    Other,
 }
 
 /// `H_SET_MODE` resource 3 (address translation mode) with mode 3: interrupts taken with

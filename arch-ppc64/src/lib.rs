@@ -17,5 +17,6 @@ pub mod mmu;
 pub mod of;
 pub mod rtas;
 pub mod tce;
+pub mod xics;
 
 core::arch::global_asm!(include_str!("entry.S"));

@@ -128,6 +128,10 @@ fn boot(handoff: BootHandoff) -> ! {
     let mmu = boundary::mmu::enable(&platform, args.mmu);
     timeline.mark("mmu");
     let hz = platform.cpus.timebase_hz.unwrap_or(512_000_000).max(1);
+    match boundary::xics::init(&platform, booted.firmware) {
+        Ok(what) => kv!("irq.controller", "{what}"),
+        Err(why) => kv!("irq.controller", "none: {why}; device waits end on a timer"),
+    }
     let mut phbs = pci_scan::scan_all(&platform, booted.firmware, booted.kind.bridge_layout());
     timeline.mark("pci");
     dma_setup::set_up_all(&platform, booted.firmware, &mut phbs, &args, hz, &timeline);

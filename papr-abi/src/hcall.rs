@@ -14,6 +14,12 @@ pub mod opcode {
     pub const H_GET_TCE: u64 = 0x1C;
     /// H_PUT_TCE: write one TCE.
     pub const H_PUT_TCE: u64 = 0x20;
+    /// H_EOI: end of interrupt, with the XIRR `H_XIRR` returned (LoPAR "Interrupt Support").
+    pub const H_EOI: u64 = 0x64;
+    /// H_CPPR: set the processor's current interrupt priority.
+    pub const H_CPPR: u64 = 0x68;
+    /// H_XIRR: accept the most favoured pending interrupt; its XIRR in r4.
+    pub const H_XIRR: u64 = 0x74;
     /// H_CEDE: give the processor up until an interrupt is pending; the hypervisor sets
     /// MSR[EE] (LoPAR "H_CEDE").
     pub const H_CEDE: u64 = 0xE0;

@@ -12,7 +12,9 @@
 //! - [`firmware`]: the Open Firmware client interface and what is asked of it that writes
 //!   memory (the heap claim, `instantiate-rtas`), the FDT handed over in r3;
 //! - [`mmu`]: the identity map and translation on;
-//! - [`cpu`]: the exception vectors and the deliberate faults of `test=`.
+//! - [`cpu`]: the exception vectors and the deliberate faults of `test=`;
+//! - [`xics`]: interrupt sources routed to the processor for device waits (no `unsafe`:
+//!   value-only RTAS calls and hypercalls).
 #![allow(unsafe_code)]
 
 pub mod cpu;
@@ -23,3 +25,4 @@ pub mod mmu;
 pub mod nvme;
 pub mod rtas;
 pub mod virtio_hal;
+pub mod xics;

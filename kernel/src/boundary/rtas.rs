@@ -41,6 +41,12 @@ pub enum ValueCall {
     /// memory or a device becomes the partition's or stops being it; the kernel maps hot-added
     /// memory for DMA only after this, and clears its TCEs before giving it back.
     SetIndicator,
+    /// `ibm,set-xive` (source, server, priority): routes an interrupt source of the XICS.
+    SetXive,
+    /// `ibm,int-on` (source): unmasks a source.
+    IntOn,
+    /// `ibm,int-off` (source): masks a source.
+    IntOff,
 }
 
 /// Heap memory below 4 GiB handed to an RTAS call that writes it (RTAS arguments are 32-bit

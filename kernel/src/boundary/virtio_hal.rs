@@ -22,7 +22,9 @@ use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction};
 
 use super::hypervisor::PeHypervisor;
 use super::memory::{HeapPages, SharedRegion};
+use super::xics::IntxLine;
 use crate::pci_config::RtasConfigSpace;
+use arch_ppc64::hcall::Wake;
 
 /// What virtio-drivers hands the device: its own queue pages, or a caller's buffer.
 pub enum VirtioMemory {
@@ -62,16 +64,52 @@ static BINDING: Mutex<Option<Binding>> = Mutex::new(None);
 /// without any hypercall, were no better.
 const CEDE_TICKS: u32 = 2560;
 
-/// The device bound to the HAL; unbound when dropped.
-pub struct HalGuard(());
+/// With the device's interrupt routed, how long a wait may last without it: 1 ms of the
+/// 512 MHz timebase, a backstop for a lost interrupt. Waking on the interrupt, as Linux does,
+/// rather than every 5 µs: 4 KiB reads at depth 1 went from 21–24 to 28–35 MB/s in one loaded
+/// round of alternating boots (Linux 33–36).
+const IRQ_ALARM_TICKS: u32 = 512_000;
+
+/// The device bound to the HAL; unbound when dropped. Its interrupt line, if routed, ends
+/// the waits for it.
+pub struct HalGuard {
+    line: Option<IntxLine>,
+}
 
 /// Binds a device behind a PHB with `ranges` (MMIO only, until [`HalGuard::attach`]).
 pub fn bind(ranges: alloc::vec::Vec<PciRange>) -> HalGuard {
     *BINDING.lock() = Some(Binding::new(ranges));
-    HalGuard(())
+    HalGuard { line: None }
 }
 
 impl HalGuard {
+    /// Waits for the device end on `line`, its interrupt.
+    pub fn route_interrupt(&mut self, line: IntxLine) {
+        self.line = Some(line);
+    }
+
+    /// The device's routed interrupt, if any.
+    pub fn interrupt(&self) -> Option<&IntxLine> {
+        self.line.as_ref()
+    }
+
+    /// Gives the processor up until the device interrupts (the alarm only as a backstop:
+    /// [`IRQ_ALARM_TICKS`]) or, with no routed interrupt, for [`CEDE_TICKS`].
+    fn wait(&self, blk: &mut Blk) {
+        match &self.line {
+            Some(line) => {
+                if arch_ppc64::hcall::cede_for(IRQ_ALARM_TICKS) == Wake::External {
+                    line.take(|| {
+                        let _ = blk.ack_interrupt();
+                    });
+                }
+            }
+            None => {
+                let _ = arch_ppc64::hcall::cede_for(CEDE_TICKS);
+            }
+        }
+    }
+
     /// Lets the device DMA through `device`.
     pub fn attach(&self, device: DeviceHandle<PeHypervisor>) {
         if let Some(binding) = BINDING.lock().as_mut() {
@@ -250,7 +288,7 @@ pub fn blk_request(
         if spins.is_multiple_of(CHECK_EVERY) && arch_ppc64::cpu::timebase().wrapping_sub(start) > timeout {
             return Err(format!("virtio-blk {what} of sector {sector} did not complete in time"));
         }
-        let _ = arch_ppc64::hcall::cede_for(CEDE_TICKS);
+        guard.wait(blk);
     }
     // SAFETY: the same buffers as submitted, for the token the device returned.
     unsafe {
@@ -348,7 +386,7 @@ pub fn blk_stream(
                         ));
                     }
                 }
-                let _ = arch_ppc64::hcall::cede_for(CEDE_TICKS);
+                guard.wait(blk);
             }
         }
     }

@@ -248,6 +248,7 @@ fn blk(t: &Target<'_>, region: &mut Option<PhysBuffer>) -> Result<(), String> {
     })();
     // The device goes (its queues given back through the HAL) before the HAL's binding.
     drop(blk);
+    super::blk::report_wakes(&key, &guard);
     let dma = guard.error();
     drop(guard);
     match dma {

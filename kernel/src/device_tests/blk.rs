@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use arch_ppc64::cpu;
 use drivers::devices::VIRTIO_BLK;
 use drivers::dma::{DeviceHandle, DmaMode, DmaTranslation};
-use drivers::pci::Function;
+use drivers::pci::{ConfigAccess, Function, Width};
 use drivers::selftest::disk::{copy_steps, crc_chunks, is_scratch, CRC_CHUNK, SECTOR};
 use drivers::virtio::PlatformTransport;
 use virtio_drivers::device::blk::VirtIOBlk;
@@ -18,6 +18,7 @@ use virtio_drivers::transport::pci::PciTransport;
 
 use crate::boundary::memory::PhysBuffer;
 use crate::boundary::virtio_hal::{self, blk_request, Blk, BlkOp, HalGuard, KernelHal};
+use crate::boundary::xics::IntxLine;
 use crate::kv;
 use crate::system::Phb;
 
@@ -49,6 +50,7 @@ pub fn run(test: DiskTest<'_>) -> Result<(), String> {
     kv!(key("bdf"), "{}", function.bdf);
     let (blk, guard) = open(&key, phb, function)?;
     let result = drive(&key, blk, buffers, hz, &guard);
+    report_wakes(&key, &guard);
     if let Some(error) = guard.error() {
         return Err(format!("DMA mapping failed: {error}"));
     }
@@ -73,7 +75,7 @@ pub(super) fn open(
     let cfg = phb.cfg.clone().ok_or("the PHB has no config-space access")?;
     let pe = phb.pe.as_ref().ok_or("the disk's PE was not set up")?;
     // The HAL serves this device's MMIO from now on, and its DMA once its mode is known.
-    let guard = virtio_hal::bind(phb.info.ranges.clone());
+    let mut guard = virtio_hal::bind(phb.info.ranges.clone());
     let mut root = PciRoot::new(cfg);
     let df = DeviceFunction {
         bus: function.bdf.bus,
@@ -91,10 +93,44 @@ pub(super) fn open(
     report_mode(key, handle.dma().mode, VIRTIO_BLK.dma_mask_bits);
     guard.attach(handle);
     let mut blk: Blk = VirtIOBlk::new(transport).map_err(|e| format!("virtio-blk initialisation: {e}"))?;
-    // Completions are polled: asking the device not to interrupt (VIRTQ_AVAIL_F_NO_INTERRUPT,
-    // virtio 1.1 §2.6.7) spares it raising one per request.
-    blk.disable_interrupts();
+    match intx_line(phb, function) {
+        Ok(line) => {
+            kv!(key("irq"), "{:#x}", line.source());
+            blk.enable_interrupts();
+            guard.route_interrupt(line);
+        }
+        Err(why) => {
+            kv!(key("irq"), "none: {why}; completions are polled");
+            // Asking the device not to interrupt (VIRTQ_AVAIL_F_NO_INTERRUPT, virtio 1.1
+            // §2.6.7) spares it raising one per request.
+            blk.disable_interrupts();
+        }
+    }
     Ok((blk, guard))
+}
+
+/// The function's INTx pin (config byte 0x3d) routed through its PHB's `interrupt-map` to the
+/// boot processor.
+fn intx_line(phb: &Phb<'_>, function: &Function) -> Result<IntxLine, String> {
+    let mut cfg = phb.cfg.clone().ok_or("the PHB has no config-space access")?;
+    let pin = cfg
+        .read(function.bdf, drivers::pci::header::INTERRUPT_PIN, Width::Byte)
+        .map_err(|e| format!("reading the interrupt pin failed: {e:?}"))? as u8;
+    if pin == 0 {
+        return Err(String::from("the function has no INTx pin"));
+    }
+    let map = phb.info.interrupt_map.as_ref().ok_or("the PHB has no usable interrupt-map")?;
+    let source = map
+        .source(function.bdf, pin)
+        .ok_or_else(|| format!("the PHB's interrupt-map has no entry for {} pin {pin}", function.bdf))?;
+    IntxLine::route(source)
+}
+
+/// Reports how many waits the device's interrupt ended.
+pub(super) fn report_wakes(key: &dyn Fn(&str) -> String, guard: &HalGuard) {
+    if let Some(line) = guard.interrupt() {
+        kv!(key("irq_wakes"), "{}", line.wakes());
+    }
 }
 
 pub(super) fn report_mode(key: &dyn Fn(&str) -> String, mode: DmaMode, bits: u32) {
