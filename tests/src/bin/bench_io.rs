@@ -109,11 +109,44 @@ struct Figure {
     tce_per_mib: f64,
 }
 
-/// The Linux kernel and an initramfs base (busybox and the modules), from the KVM lane's cache.
+/// The Linux kernel and an initramfs base (busybox, GNU `dd` with the C library it links, and
+/// the modules), from the KVM lane's cache.
 struct Linux {
     vmlinux: PathBuf,
     busybox: Vec<u8>,
+    /// `(path in the initramfs, contents)`: GNU coreutils' `dd`, `ld64.so.2`, `libc.so.6`.
+    /// With busybox 1.35's `dd … iflag=direct` Linux read the "4 KiB" phase as 128 KiB
+    /// read-ahead requests through the page cache (QEMU's `virtio_blk_handle_read` trace: 256
+    /// requests of 256 sectors for 32 MiB), so O_DIRECT was not in effect — busybox reads into
+    /// a buffer that is not page-aligned, which O_DIRECT needs. GNU `dd` aligns its buffer
+    /// (coreutils src/dd.c, `alignalloc`): each `dd` request is one device request of the
+    /// phase's size (8192 of 8 sectors), as this kernel's are.
+    dd: Vec<(String, Vec<u8>)>,
     modules: Vec<(String, Vec<u8>)>,
+}
+
+/// Unpacks the package of `archives` whose file name starts with `prefix` into `into` (once).
+fn unpack(archives: &Path, prefix: &str, into: &Path) -> Result<(), String> {
+    if into.is_dir() {
+        return Ok(());
+    }
+    let deb = fs::read_dir(archives)
+        .map_err(|e| format!("{}: {e}", archives.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+        .ok_or_else(|| format!("no {prefix}* package in {}", archives.display()))?;
+    fs::create_dir_all(into).map_err(|e| format!("{}: {e}", into.display()))?;
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(into)
+        .status()
+        .map_err(|e| format!("dpkg-deb: {e}"))?;
+    if !status.success() {
+        return Err(format!("dpkg-deb -x {} failed: {status}", deb.display()));
+    }
+    Ok(())
 }
 
 fn linux() -> Result<Linux, String> {
@@ -126,35 +159,26 @@ fn linux() -> Result<Linux, String> {
     // The modules: unpacked once from the linux-image package apt left in the lane's cache.
     let unpacked = target_dir().join("bench-io/linux-image");
     let kernel_dir = unpacked.join("lib/modules").join(version).join("kernel");
-    if !kernel_dir.is_dir() {
-        let archives = cache.join("apt/archives");
-        let deb = fs::read_dir(&archives)
-            .map_err(|e| format!("{}: {e}", archives.display()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("linux-image-{version}_")))
-            })
-            .ok_or_else(|| format!("no linux-image-{version} package in {}", archives.display()))?;
-        fs::create_dir_all(&unpacked).map_err(|e| format!("{}: {e}", unpacked.display()))?;
-        let status = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&unpacked)
-            .status()
-            .map_err(|e| format!("dpkg-deb: {e}"))?;
-        if !status.success() {
-            return Err(format!("dpkg-deb -x {} failed: {status}", deb.display()));
-        }
-    }
+    let archives = cache.join("apt/archives");
+    unpack(&archives, &format!("linux-image-{version}_"), &unpacked)?;
+    let coreutils = target_dir().join("bench-io/coreutils");
+    unpack(&archives, "coreutils_", &coreutils)?;
+    let read = |path: PathBuf| fs::read(&path).map_err(|e| format!("{}: {e}", path.display()));
+    let dd = vec![
+        (String::from("bin/dd"), read(coreutils.join("bin/dd"))?),
+        (String::from("lib64/ld64.so.2"), read(cache.join("l1root/lib64/ld64.so.2"))?),
+        (
+            String::from("lib/powerpc64le-linux-gnu/libc.so.6"),
+            read(cache.join("l1root/lib/powerpc64le-linux-gnu/libc.so.6"))?,
+        ),
+    ];
     let mut modules = Vec::new();
     for m in MODULES {
         let path = kernel_dir.join(format!("{m}.ko"));
         let name = m.rsplit('/').next().unwrap_or(m).to_string();
         modules.push((name, fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?));
     }
-    Ok(Linux { vmlinux: lane.vmlinux.clone(), busybox, modules })
+    Ok(Linux { vmlinux: lane.vmlinux.clone(), busybox, dd, modules })
 }
 
 /// `/init` for Linux: load the modules, wait for the disk, run every phase with `dd`.
@@ -191,7 +215,7 @@ fn linux_init(device: Device, plan: &[Phase]) -> String {
             let background = if streams > 1 { " &" } else { "" };
             let _ = writeln!(
                 s,
-                "( $bb dd {dir}={node} bs={} count={count} {skip}={first} {flag} 2>/dev/null || echo \"bench.{dev}.status=dd failed in {label}\" ){background}",
+                "( /bin/dd {dir}={node} bs={} count={count} {skip}={first} {flag} 2>/dev/null || echo \"bench.{dev}.status=dd failed in {label}\" ){background}",
                 phase.size
             );
         }
@@ -356,6 +380,11 @@ fn run_one(
             cpio.dir("bin");
             cpio.file("bin/busybox", &linux.busybox, true);
             cpio.dir("lib");
+            cpio.dir("lib64");
+            cpio.dir("lib/powerpc64le-linux-gnu");
+            for (path, bytes) in &linux.dd {
+                cpio.file(path, bytes, true);
+            }
             cpio.dir("lib/modules");
             for (module, bytes) in &linux.modules {
                 cpio.file(&format!("lib/modules/{module}.ko"), bytes, false);
