@@ -98,7 +98,8 @@ if ! ls "$CACHE/apt/lists/"*ppc64el_Packages* >/dev/null 2>&1; then
     apt-get "${apt_opts[@]}" update >&2 || true
     ls "$CACHE/apt/lists/"*ppc64el_Packages* >/dev/null 2>&1 || die "apt-get update found no ppc64el index"
 fi
-packages=(busybox-static qemu-system-ppc)
+# coreutils: the I/O benchmark's GNU dd for Linux (busybox's dd does not read with O_DIRECT).
+packages=(busybox-static qemu-system-ppc coreutils)
 if [ "$LANE" = kvm ]; then
     packages+=(linux-image-powerpc64le)
 else

@@ -4,9 +4,9 @@
 //!
 //! For virtio-blk (`iommu_platform=on`) and NVMe (QEMU's `nvme`), each with (a) the direct
 //! DDW and (b) the default window (`ddw=off` here, `disable_ddw` for Linux), it boots (VOF,
-//! 2 GiB, one CPU) this kernel with `bench=io` and Linux with a small initramfs (busybox, the
-//! virtio/NVMe modules, an `/init` that runs the same phases with `dd … iflag=direct` /
-//! `oflag=direct`), both over a copy of the same 256 MiB scratch image. The phases come from
+//! 2 GiB, one CPU) this kernel with `bench=io` and Linux with a small initramfs (busybox, GNU
+//! `dd` with its libc, the virtio/NVMe modules, an `/init` that runs the same phases with
+//! `dd … iflag=direct` / `oflag=direct`), both over a copy of the same 256 MiB scratch image. The phases come from
 //! `drivers::selftest::bench` (reads from offset 0, writes in the second half, 4 KiB, 128 KiB
 //! and 1 MiB requests, queue depth 1 and the deepest the kernel's driver keeps: 64 for NVMe,
 //! 16 for virtio-blk; Linux reaches that depth with as many `dd` processes on consecutive
