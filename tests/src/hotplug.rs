@@ -34,3 +34,10 @@ pub fn dimms(guest: &mut Session) -> Vec<(u64, u64)> {
         })
         .unwrap_or_default()
 }
+
+/// Unplugs device `id` (`device_del`) and waits for QEMU's `DEVICE_DELETED` for it: the guest
+/// has let it go.
+pub fn unplug(guest: &mut Session, id: &str) {
+    guest.execute("device_del", json!({"id": id}));
+    guest.wait_event("DEVICE_DELETED", Some(id));
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tests::disk;
-use tests::hotplug::{dimms, hot_add_disk};
+use tests::hotplug::{dimms, hot_add_disk, unplug};
 use tests::qemu::{Driven, Firmware, Outcome, Scenario};
 use tests::trace::{TceIndirect, TceStuff};
 
@@ -41,8 +41,7 @@ fn memory_hotplug(name: &str, firmware: Firmware) -> (Driven, Arc<Vec<u8>>) {
             if !guest.wait_console("event.0.status=") {
                 return;
             }
-            guest.execute("device_del", json!({"id": "dimm1"}));
-            guest.wait_event("DEVICE_DELETED", Some("dimm1"));
+            unplug(guest, "dimm1");
             if !guest.wait_console("event.1.status=") {
                 return;
             }
@@ -238,8 +237,7 @@ fn twenty_memory_events_leave_the_ddw_matching_the_memory_present() {
                     );
                     guest.execute("device_add", json!({"driver": "pc-dimm", "id": dev, "memdev": mem}));
                 } else {
-                    guest.execute("device_del", json!({"id": dev}));
-                    guest.wait_event("DEVICE_DELETED", Some(&dev));
+                    unplug(guest, &dev);
                     guest.execute("object-del", json!({"id": mem}));
                 }
                 if !guest.wait_console(&format!("event.{n}.status=")) {
@@ -356,8 +354,7 @@ fn pci_hotplug(name: &str, firmware: Firmware) {
             if !guest.wait_console("event.0.status=") {
                 return;
             }
-            guest.execute("device_del", json!({"id": "blk1"}));
-            guest.wait_event("DEVICE_DELETED", Some("blk1"));
+            unplug(guest, "blk1");
             if !guest.wait_console("event.1.status=") {
                 return;
             }
@@ -433,13 +430,11 @@ fn phb_hotplug(name: &str, firmware: Firmware) {
             if !guest.wait_console("event.1.status=") {
                 return;
             }
-            guest.execute("device_del", json!({"id": "blk2"}));
-            guest.wait_event("DEVICE_DELETED", Some("blk2"));
+            unplug(guest, "blk2");
             if !guest.wait_console("event.2.status=") {
                 return;
             }
-            guest.execute("device_del", json!({"id": "phb1"}));
-            guest.wait_event("DEVICE_DELETED", Some("phb1"));
+            unplug(guest, "phb1");
             if !guest.wait_console("event.3.status=") {
                 return;
             }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::json;
 use tests::ddw_replay::DdwReplay;
 use tests::disk;
-use tests::hotplug::{dimms, hot_add_disk};
+use tests::hotplug::{dimms, hot_add_disk, unplug};
 use tests::qemu::{epoch_seconds, Firmware, Outcome, Scenario};
 
 const GIB: u64 = 1 << 30;
@@ -122,8 +122,7 @@ fn twenty_two_mixed_events_keep_every_window_exact() {
                     }
                     MemoryRemove(d) => {
                         let dev = format!("dimm{d}");
-                        guest.execute("device_del", json!({"id": dev}));
-                        guest.wait_event("DEVICE_DELETED", Some(&dev));
+                        unplug(guest, &dev);
                         guest.execute("object-del", json!({"id": format!("mem{d}")}));
                     }
                     DiskAdd { disk, phb, addr } => {
@@ -135,8 +134,7 @@ fn twenty_two_mixed_events_keep_every_window_exact() {
                     }
                     DiskRemove(disk) => {
                         let dev = format!("blk{disk}");
-                        guest.execute("device_del", json!({"id": dev}));
-                        guest.wait_event("DEVICE_DELETED", Some(&dev));
+                        unplug(guest, &dev);
                     }
                     PhbAdd => {
                         guest.execute(
@@ -146,8 +144,7 @@ fn twenty_two_mixed_events_keep_every_window_exact() {
                         phb1 = true;
                     }
                     PhbRemove => {
-                        guest.execute("device_del", json!({"id": "phb1"}));
-                        guest.wait_event("DEVICE_DELETED", Some("phb1"));
+                        unplug(guest, "phb1");
                         (phb1, phb1_ddw) = (false, false);
                     }
                 }
